@@ -1,0 +1,5 @@
+"""``python -m cvae_sdk`` runs the command line."""
+
+from cvae_sdk.cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""The artifact contract: what a cvae-sdk ONNX file holds, and the validation of its metadata.
+
+Graph:
+  inputs   ``z``        float32 (N, latent_dim)   latent codes
+           ``y``        float32 (N, num_classes)  class weights: a one-hot row per sample
+  output   ``samples``  float32 (N, C, H, W)      pixel means in [0, 1]
+  N is the one dynamic axis.
+
+Metadata: ``metadata_props["cvae_sdk"]`` holds one JSON document (schema below, version
+``FORMAT_VERSION``). It carries the label-conditioned prior p(z|y) as a per-label Gaussian
+mixture, so onnxruntime and numpy alone can draw z and sample.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+METADATA_KEY = "cvae_sdk"
+INPUT_Z, INPUT_Y, OUTPUT = "z", "y", "samples"
+REQUIRED_KEYS = {"format_version": int, "num_classes": int, "class_names": list, "latent_dim": int,
+                 "sample_shape": list, "prior": dict, "default_temperature": (int, float)}
+OPTIONAL_KEYS = {"train_config": dict, "model_config": dict, "metrics": dict, "versions": dict,
+                 "weights_sha256": str, "quantization": str, "producer": str}
+
+
+@dataclass(frozen=True, eq=False)
+class Prior:
+    """p(z|y) as a mixture of M full-covariance Gaussians per label."""
+
+    weights: np.ndarray     # (K, M), rows sum to 1
+    means: np.ndarray       # (K, M, D)
+    scale_tril: np.ndarray  # (K, M, D, D), lower-triangular, positive diagonal
+    source: str = "learned"
+
+    @property
+    def num_components(self) -> int:
+        return int(self.weights.shape[1])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "gaussian_mixture", "source": self.source, "weights": self.weights.tolist(),
+                "means": self.means.tolist(), "scale_tril": self.scale_tril.tolist()}
+
+
+@dataclass(frozen=True, eq=False)
+class ArtifactConfig:
+    """Everything the runtime knows about a model, read from and checked against its metadata."""
+
+    num_classes: int
+    class_names: tuple[str, ...]
+    latent_dim: int
+    sample_shape: tuple[int, ...]
+    prior: Prior
+    default_temperature: float = 1.0
+    format_version: int = FORMAT_VERSION
+    train_config: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+    quantization: str = "none"
+    producer: str = "cvae-sdk"
+
+    def to_json(self) -> str:
+        doc = {"format_version": self.format_version, "num_classes": self.num_classes,
+               "class_names": list(self.class_names), "latent_dim": self.latent_dim,
+               "sample_shape": list(self.sample_shape), "prior": self.prior.to_json(),
+               "default_temperature": self.default_temperature, "train_config": self.train_config,
+               "model_config": self.model_config, "metrics": self.metrics, "versions": self.versions,
+               "weights_sha256": self.weights_sha256, "quantization": self.quantization,
+               "producer": self.producer}
+        return json.dumps(doc)
+
+
+class ArtifactError(ValueError):
+    """A model file that is not a valid cvae-sdk artifact; the message names what is wrong."""
+
+
+def parse_metadata(props: dict[str, str], where: str = "model") -> ArtifactConfig:
+    """Validate ``metadata_props`` against the schema and build an :class:`ArtifactConfig`."""
+    if METADATA_KEY not in props:
+        raise ArtifactError(f"{where} is not a cvae-sdk artifact: its metadata has no {METADATA_KEY!r} "
+                            f"entry (found keys {sorted(props)}); export it with `cvae-sdk export`")
+    try:
+        doc = json.loads(props[METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{where}: metadata {METADATA_KEY!r} is not valid JSON ({err})") from err
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"{where}: metadata must be a JSON object, got {type(doc).__name__}")
+    _check_types(doc, where)
+    if doc["format_version"] > FORMAT_VERSION:
+        raise ArtifactError(f"{where} has artifact format {doc['format_version']}, newer than this "
+                            f"cvae-sdk reads ({FORMAT_VERSION}); upgrade: pip install -U cvae-sdk")
+    if doc["format_version"] < 1:
+        raise ArtifactError(f"{where}: format_version must be >= 1, got {doc['format_version']}")
+    k, d = doc["num_classes"], doc["latent_dim"]
+    names = doc["class_names"]
+    if k < 1 or d < 1:
+        raise ArtifactError(f"{where}: num_classes and latent_dim must be >= 1, got {k} and {d}")
+    if len(names) != k or not all(isinstance(n, str) for n in names) or len(set(names)) != k:
+        raise ArtifactError(f"{where}: class_names must be {k} distinct strings, got {names!r}")
+    shape = doc["sample_shape"]
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ArtifactError(f"{where}: sample_shape must be [C, H, W] of positive ints, got {shape!r}")
+    if not (isinstance(doc["default_temperature"], (int, float)) and doc["default_temperature"] >= 0):
+        raise ArtifactError(f"{where}: default_temperature must be a number >= 0")
+    return ArtifactConfig(
+        num_classes=k, class_names=tuple(names), latent_dim=d, sample_shape=tuple(shape),
+        prior=_parse_prior(doc["prior"], k, d, where),
+        default_temperature=float(doc["default_temperature"]), format_version=doc["format_version"],
+        **{key: doc[key] for key in OPTIONAL_KEYS if key in doc})
+
+
+def _check_types(doc: dict[str, Any], where: str) -> None:
+    missing = sorted(set(REQUIRED_KEYS) - set(doc))
+    if missing:
+        raise ArtifactError(f"{where}: metadata lacks required key(s) {missing}")
+    for key, kind in {**REQUIRED_KEYS, **OPTIONAL_KEYS}.items():
+        if key in doc and (not isinstance(doc[key], kind) or isinstance(doc[key], bool)):
+            raise ArtifactError(f"{where}: metadata key {key!r} has type {type(doc[key]).__name__}")
+
+
+def _parse_prior(prior: dict[str, Any], k: int, d: int, where: str) -> Prior:
+    if prior.get("type") != "gaussian_mixture":
+        raise ArtifactError(f"{where}: prior type must be 'gaussian_mixture', got {prior.get('type')!r}")
+    try:
+        weights = np.asarray(prior["weights"], dtype=np.float64)
+        means = np.asarray(prior["means"], dtype=np.float64)
+        tril = np.asarray(prior["scale_tril"], dtype=np.float64)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ArtifactError(f"{where}: prior needs numeric weights, means and scale_tril ({err})") from err
+    m = weights.shape[1] if weights.ndim == 2 else -1
+    expected = {"weights": ((k, m), weights), "means": ((k, m, d), means), "scale_tril": ((k, m, d, d), tril)}
+    for name, (shape, array) in expected.items():
+        if m < 1 or array.shape != shape:
+            raise ArtifactError(f"{where}: prior {name} has shape {array.shape}, expected {shape} "
+                                f"for {k} classes and latent_dim {d}")
+        if not np.isfinite(array).all():
+            raise ArtifactError(f"{where}: prior {name} holds NaN or inf")
+    if (weights < 0).any() or not np.allclose(weights.sum(1), 1.0, atol=1e-6):
+        raise ArtifactError(f"{where}: prior weights must be >= 0 and sum to 1 per class")
+    diag = np.diagonal(tril, axis1=-2, axis2=-1)
+    if (diag <= 0).any() or np.abs(np.triu(tril, 1)).max(initial=0.0) > 0:
+        raise ArtifactError(f"{where}: prior scale_tril must be lower-triangular with a positive diagonal")
+    return Prior(weights, means, tril, str(prior.get("source", "unknown")))

@@ -1,0 +1,117 @@
+"""The training-backend contract: what any trainer must deliver, and the registry that finds one.
+
+A backend turns a :class:`TrainConfig` into a run folder (checkpoints plus a ``metrics.jsonl``
+with a ``val_elbo`` per epoch) and exports a run into an ONNX artifact that
+:class:`cvae_sdk.Generator` serves. Backends register under the entry-point group
+``cvae_sdk.training_backends``; ``torch`` is built in.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+ENTRY_POINT_GROUP = "cvae_sdk.training_backends"
+BUILTIN_BACKENDS = {"torch": "training.backend:TorchBackend"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the model architecture; saved with the weights."""
+
+    data: str
+    out: str
+    arch: str = "mlp"
+    latent_dim: int = 16
+    hidden: int = 512
+    conv_channels: int = 32
+    prior: str = "learned"
+    likelihood: str = "bernoulli"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 1.0
+    warmup_epochs: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    mirror: str | None = None
+    aggregate_components: int = 1
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (0 < self.val_fraction < 1, f"val_fraction must lie in (0, 1), got {self.val_fraction}"),
+            (self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}"),
+            (self.arch in ("mlp", "conv"), f"arch must be 'mlp' or 'conv', got {self.arch!r}"),
+            (self.aggregate_components >= 0,
+             f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run left behind."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    epochs_completed: int
+    best_val_elbo: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@runtime_checkable
+class TrainingBackend(Protocol):
+    """The contract: train a run, and export a run (or one checkpoint) to an ONNX artifact."""
+
+    name: str
+
+    def train(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+        ...
+
+    def export(self, source: Path, out: Path, **options: Any) -> Path:
+        ...
+
+
+def available_backends() -> dict[str, str]:
+    """Backend names mapped to their ``module:attr`` targets: built-ins, then entry points."""
+    found = dict(BUILTIN_BACKENDS)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def get_backend(name: str) -> TrainingBackend:
+    """Instantiate the backend registered as ``name``."""
+    targets = available_backends()
+    if name not in targets:
+        raise ValueError(f"unknown training backend {name!r}; available: {sorted(targets)}")
+    module_name, _, attr = targets[name].partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except ImportError as err:
+        raise ValueError(f"backend {name!r} could not be imported ({err}); the torch backend needs "
+                         "the training extra: pip install 'cvae-sdk[train]'") from err
+    backend = factory()
+    if not isinstance(backend, TrainingBackend):
+        raise TypeError(f"backend {name!r} ({targets[name]}) does not implement TrainingBackend")
+    return backend  # type: ignore[no-any-return]

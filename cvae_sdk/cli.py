@@ -1,0 +1,162 @@
+"""The ``cvae-sdk`` command line: thin wrappers that parse options and call the library.
+
+Errors a user can fix print one line (``error: ...``) and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+
+app = typer.Typer(help="Train, export, sample, evaluate and benchmark conditional VAEs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the library's documented errors into one-line messages and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, TypeError, ImportError, OSError) as err:
+            raise _fail(str(err)) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: a checkpoint was saved; continue with --resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress_enabled(quiet: bool) -> bool:
+    return not quiet
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Annotated[str, typer.Option(help="IDX folder, .npz file, or 'mnist' to download it.")],
+    out: Annotated[Path, typer.Option(help="Run folder for checkpoints, metrics and plots.")],
+    arch: Annotated[Literal["mlp", "conv"], typer.Option(help="Encoder/decoder architecture.")] = "mlp",
+    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = 16,
+    hidden: Annotated[int, typer.Option(help="Width of the hidden layers.")] = 512,
+    conv_channels: Annotated[int, typer.Option(help="Base channel count of the conv arch.")] = 32,
+    prior: Annotated[Literal["learned", "standard"], typer.Option(help="p(z|y) during training.")] = "learned",
+    likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(help="p(x|z,y).")] = "bernoulli",
+    epochs: Annotated[int, typer.Option(help="Epochs to train (in total, when resuming).")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1.0,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")] = 0.0,
+    val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = 0.1,
+    aggregate_components: Annotated[int, typer.Option(
+        help="Gaussians per label fitted to the aggregate posterior after training (0: off).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = 0,
+    device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(help="Training device.")] = "cpu",
+    backend: Annotated[str, typer.Option(help="Training backend (entry-point name).")] = "torch",
+    mirror: Annotated[str | None, typer.Option(help="Base URL of an MNIST mirror for --data mnist.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a CVAE; writes checkpoints, metrics.jsonl and loss_curve.png into --out."""
+    from cvae_sdk.backends import TrainConfig, get_backend
+
+    config = TrainConfig(data=data, out=str(out), arch=arch, latent_dim=latent_dim, hidden=hidden,
+                         conv_channels=conv_channels, prior=prior, likelihood=likelihood, epochs=epochs,
+                         batch_size=batch_size, lr=lr, beta=beta, warmup_epochs=warmup_epochs,
+                         val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
+                         aggregate_components=aggregate_components)
+    result = get_backend(backend).train(config, resume=resume, progress=_progress_enabled(quiet))
+    typer.echo(json.dumps({"run_dir": str(result.run_dir), "best_checkpoint": str(result.best_checkpoint),
+                           "epochs": result.epochs_completed, "best_val_elbo": result.best_val_elbo}))
+
+
+@app.command()
+@friendly_errors
+def export(
+    source: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a .pt checkpoint.")],
+    out: Annotated[Path, typer.Option(help="Artifact to write (.onnx).")],
+    prior: Annotated[Literal["auto", "aggregate", "learned", "standard"], typer.Option(
+        help="Prior to ship: auto takes the aggregate-posterior fit when the run has one.")] = "auto",
+    temperature: Annotated[float, typer.Option(help="Default sampling temperature stored in the artifact.")] = 1.0,
+    backend: Annotated[str, typer.Option(help="Training backend that made the run.")] = "torch",
+) -> None:
+    """Export the generative path (prior + decoder) to one ONNX file, after a parity check."""
+    from cvae_sdk.backends import get_backend
+
+    path = get_backend(backend).export(source, out, prior=prior, temperature=temperature)
+    typer.echo(json.dumps({"artifact": str(path), "bytes": path.stat().st_size}))
+
+
+@app.command()
+@friendly_errors
+def sample(
+    out: Annotated[Path, typer.Option(help=".png grid, .npy (streamed) or .npz arrays.")],
+    label: Annotated[list[str], typer.Option(help="Label id or class name; repeat for several.")],
+    model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
+    n: Annotated[int, typer.Option(help="Samples per label.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same samples.")] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Prior spread (default: the artifact's).")] = None,
+    dtype: Annotated[Literal["float32", "uint8"], typer.Option(help="Array dtype for .npy/.npz.")] = "float32",
+    shard: Annotated[str | None, typer.Option(help="k/N: write only shard k of N (.npy).")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    provider: Annotated[list[str] | None, typer.Option(help="Execution provider(s); default auto.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Sample N images per label from a model and write them to --out."""
+    from cvae_sdk.generator import Generator
+    from cvae_sdk.writers import write_samples
+
+    gen = Generator.from_pretrained(model, providers=provider or "auto", threads=threads)
+    labels = [int(x) if x.lstrip("-").isdigit() and x not in gen.config.class_names else x for x in label]
+    summary = write_samples(gen, out, labels, n, seed=seed, temperature=temperature, dtype=dtype,
+                            shard=shard, progress=_progress_enabled(quiet))
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
+@friendly_errors
+def info(
+    model: Annotated[Path | None, typer.Argument(help="Artifact (.onnx); default: the shipped model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full metadata as JSON.")] = False,
+) -> None:
+    """Print an artifact's metadata and the execution providers available here."""
+    import onnxruntime as ort
+
+    from cvae_sdk.generator import Generator
+
+    gen = Generator.from_pretrained(model, providers=["CPUExecutionProvider"])
+    doc = json.loads(gen.config.to_json())
+    doc["model_path"] = str(gen.model_path)
+    doc["available_providers"] = ort.get_available_providers()
+    if as_json:
+        typer.echo(json.dumps(doc))
+        return
+    prior = doc.pop("prior")
+    doc["prior"] = {"source": prior["source"], "components_per_class": len(prior["weights"][0])}
+    for key in ("model_path", "format_version", "num_classes", "class_names", "latent_dim", "sample_shape",
+                "prior", "default_temperature", "quantization", "weights_sha256", "versions",
+                "metrics", "model_config", "available_providers"):
+        typer.echo(f"{key:>20}: {json.dumps(doc.get(key))}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="cvae-sdk")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Labelled image datasets: MNIST-format IDX folders and ``.npz`` files, read with numpy alone.
+
+Every loader returns the same :class:`LabeledImages`: float32 images shaped (N, C, H, W) in
+[0, 1] and int64 labels (N,). Counts come from the files' headers, never from a constant, so the
+24,345-image MNIST prefix, the full 60,000, Fashion-MNIST and KMNIST all read the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images (N, C, H, W) float32 in [0, 1] with int64 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    def subset(self, index: np.ndarray) -> LabeledImages:
+        return LabeledImages(self.images[index], self.labels[index])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train split, an optional test split and the class names they share."""
+
+    train: LabeledImages
+    test: LabeledImages | None
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load a folder of IDX files or an ``.npz`` file.
+
+    >>> ds = load_dataset("../shared/data/mnist")  # doctest: +SKIP
+    >>> ds.train.images.shape                       # doctest: +SKIP
+    (24345, 1, 28, 28)
+    """
+    path = Path(path)
+    if path.is_dir():
+        return load_idx_folder(path)
+    if path.suffix == ".npz" and path.is_file():
+        return load_npz(path)
+    if not path.exists():
+        raise ValueError(f"data path {str(path)!r} does not exist: pass a folder of IDX files, "
+                         "an .npz file, or the name 'mnist' to download it")
+    raise ValueError(f"data path {str(path)!r} is neither a folder of IDX files nor an .npz file")
+
+
+# --- IDX -------------------------------------------------------------------------------------
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped); the shape comes from its header."""
+    raw = _read_maybe_gzip(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (bad magic {raw[:4].hex() or 'empty'}; "
+                         "expected 0000 08 followed by the number of dimensions)")
+    dtype, ndim = IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"{path}: IDX header promises shape {shape} ({expected} data bytes) but the "
+                         f"file holds {len(raw) - header}; the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def load_idx_folder(folder: Path) -> Dataset:
+    """Load ``train-*`` (required) and ``t10k-*`` (optional) IDX pairs from ``folder``."""
+    splits: dict[str, LabeledImages] = {}
+    for split, prefix in SPLIT_PREFIXES.items():
+        images_path = _find_idx(folder, f"{prefix}-images", "idx3-ubyte")
+        labels_path = _find_idx(folder, f"{prefix}-labels", "idx1-ubyte")
+        if images_path is None and labels_path is None and split == "test":
+            continue
+        if images_path is None or labels_path is None:
+            missing = f"{prefix}-images-idx3-ubyte" if images_path is None else f"{prefix}-labels-idx1-ubyte"
+            raise ValueError(f"{folder}: missing {missing}[.gz]; an IDX folder needs the train-images and "
+                             "train-labels pair (and optionally the t10k pair)")
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or labels.ndim != 1:
+            raise ValueError(f"{folder}: {prefix} images must be 3-d (N, H, W) and labels 1-d, "
+                             f"got {images.shape} and {labels.shape}")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{folder}: {images_path.name} holds {images.shape[0]} images but "
+                             f"{labels_path.name} holds {labels.shape[0]} labels; they must match")
+        splits[split] = LabeledImages(_to_unit_float(images[:, None]), labels.astype(np.int64))
+    num_classes = int(max(int(s.labels.max(initial=0)) for s in splits.values())) + 1
+    for name, split_data in splits.items():
+        _check_labels(split_data.labels, num_classes, f"{folder} ({name})")
+    return Dataset(splits["train"], splits.get("test"),
+                   tuple(str(i) for i in range(num_classes)), str(folder))
+
+
+def _find_idx(folder: Path, stem: str, kind: str) -> Path | None:
+    for sep in ("-", "."):
+        for suffix in ("", ".gz"):
+            candidate = folder / f"{stem}{sep}{kind}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: corrupt or truncated gzip data ({err}); download it again") from err
+
+
+# --- npz -------------------------------------------------------------------------------------
+
+def load_npz(path: Path) -> Dataset:
+    """Load ``images`` (N,H,W) or (N,C,H,W), ``labels`` (N,) and optional ``class_names``.
+
+    Optional ``test_images``/``test_labels`` become the test split.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    with archive:
+        keys = set(archive.files)
+        missing = {"images", "labels"} - keys
+        if missing:
+            raise ValueError(f"{path}: missing key(s) {sorted(missing)}; an .npz dataset needs 'images' "
+                             f"and 'labels' (found {sorted(keys)})")
+        train = _npz_split(path, archive["images"], archive["labels"], "images/labels")
+        test = None
+        if "test_images" in keys and "test_labels" in keys:
+            test = _npz_split(path, archive["test_images"], archive["test_labels"], "test_images/test_labels")
+        if "class_names" in keys:
+            class_names = tuple(str(c) for c in archive["class_names"].tolist())
+        else:
+            class_names = tuple(str(i) for i in range(int(train.labels.max(initial=0)) + 1))
+    for name, split in (("train", train), ("test", test)):
+        if split is not None:
+            _check_labels(split.labels, len(class_names), f"{path} ({name})")
+    if test is not None and test.image_shape != train.image_shape:
+        raise ValueError(f"{path}: test images {test.image_shape} differ in shape from train images "
+                         f"{train.image_shape}")
+    return Dataset(train, test, class_names, str(path))
+
+
+def _npz_split(path: Path, images: np.ndarray, labels: np.ndarray, what: str) -> LabeledImages:
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(f"{path}: {what} images must be shaped (N,H,W) or (N,C,H,W), got {images.shape}")
+    if labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{path}: {what} hold {images.shape[0]} images but labels are shaped "
+                         f"{labels.shape}; labels must be (N,) with N matching")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integers, got dtype {labels.dtype}")
+    return LabeledImages(_to_unit_float(images), labels.astype(np.int64))
+
+
+# --- shared checks -----------------------------------------------------------------------------
+
+def _to_unit_float(images: np.ndarray) -> np.ndarray:
+    """uint8 0-255 or float 0-1 -> float32 0-1; anything else is refused rather than guessed."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(images.dtype, np.floating):
+        out = images.astype(np.float32)
+        if not np.isfinite(out).all() or out.min(initial=0.0) < 0.0 or out.max(initial=0.0) > 1.0:
+            raise ValueError("float images must be finite and lie in [0, 1]; scale uint8 data to 0-1 "
+                             "or pass it as uint8")
+        return out
+    raise ValueError(f"images must be uint8 (0-255) or float (0-1), got dtype {images.dtype}")
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    if labels.size == 0:
+        raise ValueError(f"{where}: the split is empty")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{where}: labels span [{low}, {high}] but there are {num_classes} classes; "
+                         f"labels must lie in [0, {num_classes - 1}]")
+
+
+def open_dataset(spec: str | Path, mirror: str | None = None, cache_dir: Path | None = None) -> Dataset:
+    """Load a path, or fetch a named dataset (``"mnist"``) into the cache first."""
+    from cvae_sdk.download import REMOTE_DATASETS, fetch
+
+    if isinstance(spec, str) and spec in REMOTE_DATASETS and not Path(spec).exists():
+        return load_dataset(fetch(REMOTE_DATASETS[spec], cache_dir=cache_dir, mirror=mirror))
+    return load_dataset(spec)

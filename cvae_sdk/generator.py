@@ -1,0 +1,267 @@
+"""``Generator``: label-conditioned sampling from a cvae-sdk ONNX artifact with onnxruntime.
+
+>>> from cvae_sdk import Generator
+>>> gen = Generator.from_pretrained()
+>>> out = gen.generate([3, 7], num_samples_per_label=4, rng=0)
+>>> out.samples.shape, out.labels.tolist()
+((8, 1, 28, 28), [3, 3, 3, 3, 7, 7, 7, 7])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
+from cvae_sdk.labels import LabelInput, parse_labels
+from cvae_sdk.providers import CPU, ProviderSpec, check_loaded, provider_name, requested_providers
+from cvae_sdk.sampling import prior_latents, request_key
+
+OutputType = Literal["np", "uint8", "pil"]
+OUTPUT_TYPES = ("np", "uint8", "pil")
+DEFAULT_CHUNK = 4096
+SHIPPED_MODEL = "mnist-cvae.onnx"
+
+
+@dataclass(frozen=True, eq=False)
+class GenerationOutput:
+    """Samples in request order, with the label and the latent code of each."""
+
+    samples: Any            # float32 (N, C, H, W) in [0, 1]; uint8 for "uint8"; PIL images for "pil"
+    labels: np.ndarray      # int64 (N,)
+    latents: np.ndarray     # float32 (N, latent_dim)
+    start: int = 0          # index of the first sample within its request (chunks, shards)
+
+
+def shipped_model_path() -> Path:
+    """The default MNIST model: package data in a wheel, ``exported/`` in a source checkout."""
+    candidates = [Path(str(resources.files("cvae_sdk") / "exported" / SHIPPED_MODEL)),
+                  Path(__file__).resolve().parent.parent / "exported" / SHIPPED_MODEL]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"the shipped model {SHIPPED_MODEL} is missing from this installation "
+                     f"(looked in {[str(c) for c in candidates]}); reinstall cvae-sdk or pass a path")
+
+
+class Generator:
+    """Samples images for chosen labels. Safe to share between threads."""
+
+    def __init__(self, session: ort.InferenceSession, config: ArtifactConfig, model_path: Path,
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self._session, self._config, self._model_path = session, config, model_path
+        self._chunk = int(chunk_size)
+        self._eye = np.eye(config.num_classes, dtype=np.float32)
+        self._outputs = [OUTPUT]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, *,
+                        providers: str | Sequence[ProviderSpec] = "auto", threads: int | None = None,
+                        chunk_size: int = DEFAULT_CHUNK) -> Generator:
+        """Load an artifact (default: the shipped MNIST model) into an onnxruntime session.
+
+        ``providers`` is ``"auto"`` (CUDA only if it really loads, else CPU) or an explicit
+        list; a requested provider that did not load raises ``ProviderUnavailableError``.
+        """
+        model_path = shipped_model_path() if path is None else Path(path)
+        if not model_path.is_file():
+            raise ValueError(f"model file {str(model_path)!r} does not exist")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        requested = requested_providers(providers, ort.get_available_providers())
+        if any(provider_name(p) != CPU for p in requested) and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.inter_op_num_threads = 1
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(model_path), options, providers=requested)
+        except Exception as err:  # onnxruntime raises its own types for unreadable graphs
+            raise ArtifactError(f"{model_path} is not a loadable ONNX model ({err})") from err
+        check_loaded(requested, session.get_providers(), auto=providers == "auto")
+        config = parse_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))
+        _check_graph(session, config, model_path)
+        return cls(session, config, model_path, chunk_size)
+
+    @property
+    def config(self) -> ArtifactConfig:
+        return self._config
+
+    @property
+    def model_path(self) -> Path:
+        return self._model_path
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually uses, in priority order."""
+        return list(self._session.get_providers())
+
+    def label_ids(self, labels: LabelInput) -> np.ndarray:
+        """Validate labels (ints, an int array or class names) and return int64 class ids."""
+        return parse_labels(labels, self._config.class_names)
+
+    def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: OutputType = "np") -> GenerationOutput:
+        """Draw ``num_samples_per_label`` samples for each label, grouped by label in order.
+
+        The same ``rng`` gives bit-identical samples whatever the chunk size or thread.
+        ``latents`` (N, latent_dim) replaces the prior draw; ``temperature`` scales the prior's
+        spread (default: the artifact's ``default_temperature``).
+        """
+        ids = self.sample_labels(labels, num_samples_per_label)
+        n = ids.shape[0]
+        temp = self._temperature(temperature)
+        fixed = None if latents is None else self._check_latents(latents, n)
+        key = request_key(rng) if fixed is None else np.zeros(2, dtype=np.uint64)
+        _check_output_type(output_type)
+        dtype = np.uint8 if output_type == "uint8" else np.float32
+        samples = np.empty((n, *self._config.sample_shape), dtype=dtype)
+        codes = np.empty((n, self._config.latent_dim), dtype=np.float32)
+        for lo in range(0, n, self._chunk):
+            hi = min(n, lo + self._chunk)
+            z = fixed[lo:hi] if fixed is not None else self._draw(ids[lo:hi], key, lo, temp)
+            codes[lo:hi] = z
+            samples[lo:hi] = self._convert(self.decode(z, self._eye[ids[lo:hi]]), output_type)
+        return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, codes)
+
+    def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                    temperature: float | None = None, output_type: OutputType = "np",
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput]:
+        """Yield samples [start, stop) of a request chunk by chunk, in bounded memory.
+
+        Sample i equals ``generate(...).samples[i]`` for the same arguments, so shards of one
+        request (``start``/``stop``) concatenate to the whole, bit for bit.
+        """
+        ids = self.sample_labels(labels, num_samples_per_label)
+        stop = ids.shape[0] if stop is None else stop
+        if not 0 <= start <= stop <= ids.shape[0]:
+            raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {ids.shape[0]}, "
+                             f"got {start}/{stop}")
+        temp, key = self._temperature(temperature), request_key(rng)
+        _check_output_type(output_type)
+        for lo in range(start, stop, self._chunk):
+            hi = min(stop, lo + self._chunk)
+            z = self._draw(ids[lo:hi], key, lo, temp)
+            images = self._convert(self.decode(z, self._eye[ids[lo:hi]]), output_type)
+            yield GenerationOutput(_to_pil(images) if output_type == "pil" else images, ids[lo:hi], z, lo)
+
+    def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
+                    rng: Any = None, temperature: float | None = None,
+                    latents: np.ndarray | None = None, output_type: OutputType = "np") -> GenerationOutput:
+        """Morph ``start_label`` into ``end_label`` in ``steps`` images.
+
+        z moves linearly between a prior draw for each end that share one noise vector (or
+        between ``latents[0]`` and ``latents[1]`` when given), and the class weights move from
+        one label to the other. Reported labels switch at the midpoint.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+            raise ValueError(f"steps must be an int >= 2, got {steps!r}")
+        ends = self.label_ids([start_label, end_label])
+        if latents is None:
+            key, temp = request_key(rng), self._temperature(temperature)
+            pair = np.stack([prior_latents(self._config.prior, ends[i:i + 1], key, 0, temp)[0]
+                             for i in range(2)])
+        else:
+            pair = self._check_latents(latents, 2)
+        t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]  # (S, 1)
+        z = ((1 - t) * pair[0] + t * pair[1]).astype(np.float32)           # (S, D)
+        y = (1 - t) * self._eye[ends[0]] + t * self._eye[ends[1]]          # (S, K)
+        _check_output_type(output_type)
+        images = self._convert(self.decode(z, y.astype(np.float32)), output_type)
+        labels = np.where(t[:, 0] < 0.5, ends[0], ends[1]).astype(np.int64)
+        return GenerationOutput(_to_pil(images) if output_type == "pil" else images, labels, z)
+
+    def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
+        result: np.ndarray = self._session.run(self._outputs, {INPUT_Z: z, INPUT_Y: y})[0]
+        return result
+
+    def sample_labels(self, labels: LabelInput, num_samples_per_label: int) -> np.ndarray:
+        """The label of every sample of a request: each label repeated, in the order given."""
+        n = num_samples_per_label
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"num_samples_per_label must be an int, got {type(n).__name__}")
+        if n < 1:
+            raise ValueError(f"num_samples_per_label must be >= 1, got {n}")
+        return np.repeat(self.label_ids(labels), int(n))
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _draw(self, ids: np.ndarray, key: np.ndarray, start: int, temp: float) -> np.ndarray:
+        return prior_latents(self._config.prior, ids, key, start, temp)
+
+    def _temperature(self, temperature: float | None) -> float:
+        if temperature is None:
+            return self._config.default_temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)):
+            raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+        return float(temperature)
+
+    def _check_latents(self, latents: np.ndarray, n: int) -> np.ndarray:
+        array = np.asarray(latents)
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"latents must be a float array, got dtype {array.dtype}")
+        if array.shape != (n, self._config.latent_dim):
+            raise ValueError(f"latents must have shape {(n, self._config.latent_dim)} "
+                             f"(samples, latent_dim), got {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError("latents contain NaN or inf; pass finite values")
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    @staticmethod
+    def _convert(images: np.ndarray, output_type: str) -> np.ndarray:
+        if output_type == "uint8":
+            return (images * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+        return images
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (f"Generator({str(self._model_path)!r}, classes={c.num_classes}, latent_dim={c.latent_dim}, "
+                f"sample_shape={c.sample_shape}, providers={self.providers})")
+
+
+def _check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+
+def _to_pil(images: np.ndarray) -> list[Any]:
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ImportError("output_type='pil' needs Pillow: pip install 'cvae-sdk[pil]'") from err
+    as_uint8 = images if images.dtype == np.uint8 else Generator._convert(images, "uint8")
+    hwc = as_uint8.transpose(0, 2, 3, 1)  # (N, H, W, C)
+    return [Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img) for img in hwc]
+
+
+def _check_graph(session: ort.InferenceSession, config: ArtifactConfig, path: Path) -> None:
+    """The graph's inputs and output must agree with the metadata."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    want = {INPUT_Z: config.latent_dim, INPUT_Y: config.num_classes}
+    if set(inputs) != set(want) or OUTPUT not in outputs:
+        raise ArtifactError(f"{path}: graph inputs {sorted(inputs)} / outputs {sorted(outputs)} do not "
+                            f"follow the contract (inputs z, y; output samples)")
+    for name, width in want.items():
+        shape = inputs[name]
+        if len(shape) != 2 or shape[1] != width:
+            raise ArtifactError(f"{path}: input {name!r} has shape {shape} but the metadata says "
+                                f"(N, {width}); the metadata is inconsistent with the graph")
+    out_shape = outputs[OUTPUT]
+    if len(out_shape) != 4 or tuple(out_shape[1:]) != tuple(config.sample_shape):
+        raise ArtifactError(f"{path}: output shape {out_shape} disagrees with sample_shape "
+                            f"{config.sample_shape} in the metadata")

@@ -1,0 +1,51 @@
+"""Label parsing: ints, integer arrays or class names become validated int64 class ids."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+LabelInput = int | str | Sequence[int | str] | np.ndarray
+
+
+def parse_labels(labels: LabelInput, class_names: Sequence[str]) -> np.ndarray:
+    """Return int64 ids (L,) for ``labels``; names are looked up in ``class_names``.
+
+    Raises ``TypeError`` for values that are not integers or names (floats, bools, NaN) and
+    ``ValueError`` for empty input, ids outside [0, K-1] or unknown names.
+    """
+    k = len(class_names)
+    items = _as_list(labels)
+    if not items:
+        raise ValueError("labels is empty; pass at least one label")
+    index = {name: i for i, name in enumerate(class_names)}
+    ids = np.empty(len(items), dtype=np.int64)
+    for position, item in enumerate(items):
+        if isinstance(item, str):
+            if item not in index:
+                raise ValueError(f"unknown class name {item!r}; known classes: {list(class_names)}")
+            ids[position] = index[item]
+        elif isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
+            raise TypeError(f"labels must be ints or class names, got {item!r} "
+                            f"({type(item).__name__}) at position {position}")
+        elif not 0 <= int(item) < k:
+            raise ValueError(f"label {int(item)} is out of range; labels must lie in [0, {k - 1}]")
+        else:
+            ids[position] = int(item)
+    return ids
+
+
+def _as_list(labels: LabelInput) -> list[object]:
+    if isinstance(labels, np.ndarray):
+        if labels.ndim > 1:
+            raise ValueError(f"labels must be a scalar or 1-d, got an array of shape {labels.shape}")
+        if labels.dtype.kind not in "iuU":
+            raise TypeError(f"labels must be an integer or string array, got dtype {labels.dtype}")
+        return [v.item() if labels.dtype.kind in "iu" else str(v) for v in labels.reshape(-1)]
+    if isinstance(labels, (str, numbers.Number, np.generic)):
+        return [labels]
+    if isinstance(labels, Sequence):
+        return list(labels)
+    raise TypeError(f"labels must be an int, a class name or a sequence of them, got {type(labels).__name__}")

@@ -1,0 +1,75 @@
+"""Counter-based latent draws: sample i of a request is a pure function of (rng key, i).
+
+Noise comes in blocks of ``BLOCK`` samples, each from a Philox stream whose counter names the
+block, so any chunking, batch size, thread or shard (``--shard k/N``) reproduces the same z for
+the same sample index, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cvae_sdk.artifact import Prior
+
+BLOCK = 1024
+NORMAL_STREAM, COMPONENT_STREAM = 0, 1
+
+
+def request_key(rng: Any) -> np.ndarray:
+    """Two uint64 words naming one request's noise, from anything ``np.random.default_rng`` takes.
+
+    An int seed always gives the same key; a ``Generator`` is advanced, so repeated calls differ.
+    """
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng seed must be >= 0, got {rng}")
+        return np.random.SeedSequence(int(rng)).generate_state(2, np.uint64)
+    try:
+        generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"rng must be None, an int seed, a SeedSequence, a BitGenerator or a "
+                        f"numpy Generator, got {type(rng).__name__}") from err
+    return generator.integers(0, np.iinfo(np.uint64).max, size=2, dtype=np.uint64, endpoint=True)
+
+
+def block_stream(key: np.ndarray, block: int, stream: int) -> np.random.Generator:
+    return np.random.Generator(np.random.Philox(key=key, counter=[0, stream, block, 0]))
+
+
+def noise(key: np.ndarray, start: int, stop: int, dim: int) -> np.ndarray:
+    """Standard-normal float32 rows [start, stop) of the request's noise, shaped (stop-start, dim)."""
+    return _rows(key, start, stop, NORMAL_STREAM,
+                 lambda g, n: g.standard_normal((n, dim), dtype=np.float32))
+
+
+def uniforms(key: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Uniform [0, 1) float64 rows [start, stop), used to pick mixture components."""
+    return _rows(key, start, stop, COMPONENT_STREAM, lambda g, n: g.random(n))
+
+
+def _rows(key: np.ndarray, start: int, stop: int, stream: int, draw: Any) -> np.ndarray:
+    parts = []
+    for block in range(start // BLOCK, (stop - 1) // BLOCK + 1):
+        lo = max(start, block * BLOCK) - block * BLOCK
+        hi = min(stop, (block + 1) * BLOCK) - block * BLOCK
+        parts.append(draw(block_stream(key, block, stream), hi)[lo:hi])  # a prefix is stable
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
+                  temperature: float) -> np.ndarray:
+    """z for samples [start, start + len(labels)): mean + temperature * L @ eps, float32 (N, D)."""
+    stop = start + labels.shape[0]
+    eps = noise(key, start, stop, prior.means.shape[-1]).astype(np.float64)  # (N, D)
+    if prior.num_components == 1:
+        comp = np.zeros(labels.shape[0], dtype=np.int64)
+    else:
+        cdf = np.cumsum(prior.weights[labels], axis=1)                          # (N, M)
+        u = uniforms(key, start, stop)[:, None]
+        comp = np.minimum((u >= cdf).sum(axis=1), prior.num_components - 1)
+    mean = prior.means[labels, comp]                                           # (N, D)
+    tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
+    z = mean + temperature * np.einsum("nij,nj->ni", tril, eps)
+    return z.astype(np.float32)

@@ -1,0 +1,93 @@
+"""Writing samples to disk: PNG grids, streamed ``.npy`` (memmap, bounded memory) and ``.npz``.
+
+Every file is written atomically: a failure leaves no half-written file at the target path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvae_sdk.atomic import atomic_path
+from cvae_sdk.generator import Generator
+from cvae_sdk.images import labelled_grid, write_png
+from cvae_sdk.labels import LabelInput
+from cvae_sdk.progress import progress_bar
+
+MAX_PNG_PER_LABEL = 64
+SUFFIXES = (".png", ".npy", ".npz")
+
+
+def parse_shard(shard: str | None, total: int) -> tuple[int, int]:
+    """'k/N' -> the [start, stop) sample range of shard k of N (an even split, remainder first)."""
+    if shard is None:
+        return 0, total
+    try:
+        k, n = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like k/N (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"--shard k/N needs N >= 1 and 0 <= k < N, got {shard!r}")
+    base, extra = divmod(total, n)
+    start = k * base + min(k, extra)
+    return start, start + base + (1 if k < extra else 0)
+
+
+def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed: int,
+                  temperature: float | None, dtype: str, shard: str | None,
+                  progress: bool) -> dict[str, Any]:
+    """Sample ``n`` per label and write them to ``out`` by its suffix; returns a summary."""
+    if out.suffix not in SUFFIXES:
+        raise ValueError(f"--out must end in one of {SUFFIXES}, got {out.name!r}")
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
+    if shard is not None and out.suffix != ".npy":
+        raise ValueError("--shard writes .npy parts; use an --out ending in .npy")
+    ids = gen.sample_labels(labels, n)
+    start, stop = parse_shard(shard, ids.shape[0])
+    if out.suffix == ".png":
+        _write_png(gen, out, labels, n, seed, temperature)
+    elif out.suffix == ".npz":
+        result = gen.generate(labels, n, rng=seed, temperature=temperature,
+                              output_type="uint8" if dtype == "uint8" else "np")
+        with atomic_path(out) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, samples=result.samples, labels=result.labels, latents=result.latents,
+                     class_names=np.array(gen.config.class_names))
+    else:
+        _stream_npy(gen, out, labels, n, seed, temperature, dtype, start, stop, progress)
+    return {"out": str(out), "samples": stop - start, "first_index": start,
+            "sample_shape": list(gen.config.sample_shape), "providers": gen.providers}
+
+
+def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
+               temperature: float | None) -> None:
+    if n > MAX_PNG_PER_LABEL:
+        raise ValueError(f"a PNG grid holds at most {MAX_PNG_PER_LABEL} samples per label, got --n {n}; "
+                         "write .npy for more")
+    result = gen.generate(labels, n, rng=seed, temperature=temperature, output_type="uint8")
+    names = [gen.config.class_names[i] for i in gen.label_ids(labels)]
+    write_png(out, labelled_grid(result.samples, names, n))
+
+
+def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
+                temperature: float | None, dtype: str, start: int, stop: int, progress: bool) -> None:
+    """Fill a memory-mapped .npy chunk by chunk, with labels in a ``.labels.npy`` beside it."""
+    shape = (stop - start, *gen.config.sample_shape)
+    labels_out = out.with_name(out.stem + ".labels.npy")
+    output_type = "uint8" if dtype == "uint8" else "np"
+    with atomic_path(out) as tmp, atomic_path(labels_out) as tmp_labels:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
+        label_ids = np.empty(stop - start, dtype=np.int64)
+        with progress_bar(stop - start, f"sampling {out.name}", progress and stop - start > 1) as bar:
+            for chunk in gen.iter_chunks(labels, n, rng=seed, temperature=temperature,
+                                         output_type=output_type, start=start, stop=stop):  # type: ignore[arg-type]
+                lo, hi = chunk.start - start, chunk.start - start + chunk.labels.shape[0]
+                array[lo:hi] = chunk.samples
+                label_ids[lo:hi] = chunk.labels
+                bar.advance(hi - lo)
+        array.flush()
+        del array
+        with tmp_labels.open("wb") as handle:
+            np.save(handle, label_ids)

@@ -1,0 +1,1 @@
+"""The PyTorch training backend of cvae-sdk: model, trainer, export. Needs the [train] extra."""

@@ -1,0 +1,222 @@
+"""The conditional VAE: config, encoder q(z|x,y), decoder p(x|z,y), prior p(z|y) and the loss.
+
+Kingma & Welling (2014) give the ELBO and the reparameterisation; Sohn, Lee & Yan (2015) the
+conditional form with a label-conditioned prior. Everything is sized from ``image_shape`` and
+``num_classes``: nothing assumes 28x28 or ten classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Arch = Literal["mlp", "conv"]
+PriorKind = Literal["learned", "standard"]
+Likelihood = Literal["bernoulli", "gaussian"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one CVAE; saved in every checkpoint and exported artifact."""
+
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    latent_dim: int = 16
+    arch: Arch = "mlp"
+    hidden: int = 512
+    conv_channels: int = 32
+    prior: PriorKind = "learned"
+    likelihood: Likelihood = "bernoulli"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        if self.arch not in ("mlp", "conv"):
+            raise ValueError(f"arch must be 'mlp' or 'conv', got {self.arch!r}")
+        if self.prior not in ("learned", "standard"):
+            raise ValueError(f"prior must be 'learned' or 'standard', got {self.prior!r}")
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.latent_dim < 1 or self.num_classes < 1 or self.hidden < 1:
+            raise ValueError("latent_dim, num_classes and hidden must all be >= 1")
+
+    @property
+    def num_pixels(self) -> int:
+        c, h, w = self.image_shape
+        return c * h * w
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return cls(**data)
+
+
+# --- encoders q(z | x, y) ------------------------------------------------------------------------
+
+class MlpEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(cfg.num_pixels + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, 2 * cfg.latent_dim),
+        )
+
+    def forward(self, x: torch.Tensor, y_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([x.flatten(1), y_onehot], dim=1)  # (B, C*H*W + K)
+        mu, logvar = self.net(h).chunk(2, dim=1)         # (B, D) each
+        return mu, logvar
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions over the image with the label broadcast as extra channels."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        ch = cfg.conv_channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(c + cfg.num_classes, ch, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.ReLU(),
+        )
+        flat = 2 * ch * (h // 4) * (w // 4)
+        self.head = nn.Sequential(
+            nn.Linear(flat + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, 2 * cfg.latent_dim),
+        )
+
+    def forward(self, x: torch.Tensor, y_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = x.shape
+        y_maps = y_onehot[:, :, None, None].expand(b, -1, h, w)    # (B, K, H, W)
+        feats = self.convs(torch.cat([x, y_maps], dim=1)).flatten(1)  # (B, 2ch*H/4*W/4)
+        mu, logvar = self.head(torch.cat([feats, y_onehot], dim=1)).chunk(2, dim=1)
+        return mu, logvar
+
+
+# --- decoders p(x | z, y): return logits shaped (B, C, H, W) -------------------------------------
+
+class MlpDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.image_shape = cfg.image_shape
+        self.net = nn.Sequential(
+            nn.Linear(cfg.latent_dim + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, cfg.num_pixels),
+        )
+
+    def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        logits = self.net(torch.cat([z, y_onehot], dim=1))  # (B, C*H*W)
+        return logits.view(-1, *self.image_shape)           # (B, C, H, W)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to a (2ch, ceil(H/4), ceil(W/4)) map, two stride-2 transposed convs, crop to (H, W)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        ch = cfg.conv_channels
+        self.image_shape = cfg.image_shape
+        self.base = (2 * ch, math.ceil(h / 4), math.ceil(w / 4))
+        self.fc = nn.Sequential(
+            nn.Linear(cfg.latent_dim + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU(),
+        )
+        self.deconvs = nn.Sequential(
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(ch, c, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, y_onehot], dim=1)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
+        _, height, width = self.image_shape
+        return self.deconvs(h)[:, :, :height, :width]                      # (B, C, H, W)
+
+
+# --- prior p(z | y) --------------------------------------------------------------------------------
+
+class LabelPrior(nn.Module):
+    """Diagonal Gaussian per label, learned jointly through the KL term, or fixed at N(0, I)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.learned = cfg.prior == "learned"
+        shape = (cfg.num_classes, cfg.latent_dim)
+        self.mean = nn.Parameter(torch.zeros(shape), requires_grad=self.learned)
+        self.logvar = nn.Parameter(torch.zeros(shape), requires_grad=self.learned)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean[y], self.logvar[y]  # (B, D) each
+
+
+# --- the model and its loss ------------------------------------------------------------------------
+
+@dataclass
+class LossTerms:
+    """Per-batch means, in nats per example."""
+
+    loss: torch.Tensor     # recon + beta * kl: what the optimiser minimises
+    recon: torch.Tensor    # -E_q log p(x | z, y)
+    kl: torch.Tensor       # KL(q(z | x, y) || p(z | y))
+    kl_per_dim: torch.Tensor  # (D,) batch mean of the KL of each latent dimension
+
+    @property
+    def neg_elbo(self) -> torch.Tensor:
+        return self.recon + self.kl
+
+
+class CVAE(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        conv = cfg.arch == "conv"
+        self.encoder = ConvEncoder(cfg) if conv else MlpEncoder(cfg)
+        self.decoder = ConvDecoder(cfg) if conv else MlpDecoder(cfg)
+        self.prior = LabelPrior(cfg)
+        # Gaussian likelihood: one learned log-variance shared by all pixels.
+        self.log_sigma2 = nn.Parameter(torch.zeros(()), requires_grad=cfg.likelihood == "gaussian")
+
+    def onehot(self, y: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(y, self.cfg.num_classes).to(torch.float32)  # (B, K)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x, self.onehot(y))
+
+    def decode_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z, self.onehot(y))  # (B, C, H, W)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Pixel means in [0, 1]: the generative path that export keeps."""
+        return torch.sigmoid(self.decode_logits(z, y))
+
+    def recon_nll(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z, y) per example, shape (B,)."""
+        if self.cfg.likelihood == "bernoulli":
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        mean = torch.sigmoid(logits)
+        nll = 0.5 * ((x - mean) ** 2 / self.log_sigma2.exp() + self.log_sigma2 + math.log(2 * math.pi))
+        return nll.flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
+                beta: float = 1.0) -> LossTerms:
+        """Loss terms for images x (B, C, H, W), labels y (B,) and noise eps (B, D) ~ N(0, I)."""
+        mu_q, logvar_q = self.encode(x, y)                      # (B, D)
+        z = mu_q + (0.5 * logvar_q).exp() * eps                # reparameterisation
+        recon = self.recon_nll(self.decode_logits(z, y), x)     # (B,)
+        mu_p, logvar_p = self.prior(y)                          # (B, D)
+        kl_dims = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)   # (B, D)
+        kl = kl_dims.sum(1)
+        return LossTerms((recon + beta * kl).mean(), recon.mean(), kl.mean(), kl_dims.mean(0))
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
+                mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(mu_q, var_q) || N(mu_p, var_p)) between diagonal Gaussians."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1.0)

@@ -1,0 +1,260 @@
+"""The training loop: seeded splits, KL warm-up, validation ELBO, atomic checkpoints, exact resume.
+
+Randomness comes from one ``torch.Generator`` seeded from the config (batch order and the
+reparameterisation noise); its state is saved in every checkpoint, so ``--resume`` continues the
+same stream, including from a checkpoint taken mid-epoch by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvae_sdk.atomic import atomic_path
+from cvae_sdk.backends import TrainConfig, TrainResult
+from cvae_sdk.data import LabeledImages, open_dataset
+from cvae_sdk.progress import progress_bar
+from training.aggregate import fit_aggregate_prior
+from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from training.model import CVAE, ModelConfig
+
+METRICS_FILE = "metrics.jsonl"
+EVAL_BATCH = 1024
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def split_validation(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
+    """A seeded random split; the same seed gives the same split on any machine."""
+    order = np.random.default_rng(seed).permutation(len(data))
+    n_val = max(1, int(round(fraction * len(data))))
+    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
+
+
+def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int) -> CVAE:
+    model_cfg = ModelConfig(image_shape=image_shape, num_classes=num_classes,
+                            latent_dim=config.latent_dim, arch=config.arch,  # type: ignore[arg-type]
+                            hidden=config.hidden, conv_channels=config.conv_channels,
+                            prior=config.prior, likelihood=config.likelihood)  # type: ignore[arg-type]
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+        torch.manual_seed(config.seed)
+        return CVAE(model_cfg)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a CVAE as ``config`` says and return where the run's files are."""
+    run_dir = Path(config.out)
+    if resume:
+        state = load_checkpoint(run_dir / LAST)
+        saved = TrainConfig.from_dict(state["train_config"])
+        config = replace(saved, epochs=config.epochs, device=config.device)
+    elif (run_dir / LAST).exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(config.data, mirror=config.mirror)
+    train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
+    device = resolve_device(config.device)
+    model = build_model(config, train_split.image_shape, dataset.num_classes).to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir)
+    loop.class_names = list(dataset.class_names)
+    if resume:
+        loop.restore(state)
+    return loop.run(progress)
+
+
+class _Loop:
+    def __init__(self, config: TrainConfig, model: CVAE, optimizer: torch.optim.Optimizer,
+                 generator: torch.Generator, device: torch.device, train_split: LabeledImages,
+                 val_split: LabeledImages, run_dir: Path) -> None:
+        self.config, self.model, self.optimizer, self.generator = config, model, optimizer, generator
+        self.device, self.run_dir = device, run_dir
+        self.x = torch.from_numpy(train_split.images).to(device)  # (N, C, H, W)
+        self.y = torch.from_numpy(train_split.labels).to(device)  # (N,)
+        self.val_x = torch.from_numpy(val_split.images).to(device)
+        self.val_y = torch.from_numpy(val_split.labels).to(device)
+        self.epoch, self.best = 0, -math.inf
+        self.history: list[dict[str, Any]] = []
+        self.partial: dict[str, Any] | None = None  # mid-epoch position after a Ctrl-C checkpoint
+        self.class_names: list[str] = []
+        self.interrupted = False  # set by SIGINT; honoured between optimiser steps
+
+    # --- state ----------------------------------------------------------------------------------
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["rng"])
+        self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
+        self.partial = state.get("partial")
+        self.history = [r for r in _read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
+        _write_metrics(self.run_dir, self.history)  # drop lines a kill left past the checkpoint
+
+    def state(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.generator.get_state(), "epoch": self.epoch, "best_val_elbo": self.best,
+                "model_config": self.model.cfg.to_dict(), "train_config": self.config.to_dict(),
+                "class_names": self.class_names, "metrics": self.history[-1] if self.history else {},
+                "partial": partial}
+
+    # --- loop -------------------------------------------------------------------------------------
+    def run(self, progress: bool) -> TrainResult:
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        try:
+            while self.epoch < self.config.epochs:
+                self.run_epoch(progress)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        self.finish()
+        return TrainResult(self.run_dir, self.run_dir / BEST, self.run_dir / LAST, self.epoch,
+                           self.best, self.history)
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def run_epoch(self, progress: bool) -> None:
+        try:
+            record = self.train_epoch(progress)
+        except KeyboardInterrupt:
+            save_checkpoint(self.state(self.partial), self.run_dir / LAST)
+            raise
+        self.epoch += 1
+        record.update(self.validate())
+        record["epoch"] = self.epoch
+        self.history.append(record)
+        _append_metric(self.run_dir, record)
+        _warn_on_collapse(record, self.model.cfg.latent_dim)
+        if record["val_elbo"] > self.best:
+            self.best = record["val_elbo"]
+            save_checkpoint(self.state(), self.run_dir / BEST)
+        save_checkpoint(self.state(), self.run_dir / LAST)
+
+    def train_epoch(self, progress: bool) -> dict[str, Any]:
+        n, bs = self.x.shape[0], self.config.batch_size
+        if self.partial is None:
+            self.partial = {"perm": torch.randperm(n, generator=self.generator), "step": 0,
+                            "sums": torch.zeros(3, dtype=torch.float64), "seconds": 0.0}
+        perm, sums = self.partial["perm"], self.partial["sums"]
+        steps = math.ceil(n / bs)
+        self.model.train()
+        started = time.perf_counter() - self.partial["seconds"]
+        with progress_bar(steps, f"epoch {self.epoch + 1}/{self.config.epochs}", progress) as bar:
+            bar.advance(self.partial["step"])
+            while self.partial["step"] < steps:
+                step = self.partial["step"]
+                idx = perm[step * bs:(step + 1) * bs].to(self.device)
+                eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)
+                terms = self.model(self.x[idx], self.y[idx], eps.to(self.device), self.beta_at(step / steps))
+                if not torch.isfinite(terms.loss):
+                    raise TrainingDiverged(
+                        f"loss became {terms.loss.item()} at epoch {self.epoch + 1}, step {step}; the last "
+                        f"good checkpoint in {self.run_dir} is kept. Lower --lr or --beta and --resume")
+                self.optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                self.optimizer.step()
+                sums += torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()],
+                                     dtype=torch.float64) * idx.shape[0]
+                self.partial["step"] = step + 1
+                self.partial["seconds"] = time.perf_counter() - started
+                if self.interrupted:
+                    raise KeyboardInterrupt
+                seen = min(n, (step + 1) * bs)
+                bar.advance(1, f"loss {sums[0] / seen:.2f} recon {sums[1] / seen:.2f} "
+                               f"kl {sums[2] / seen:.2f} {seen / self.partial['seconds']:.0f} samples/s")
+        seconds = time.perf_counter() - started
+        self.partial = None
+        loss, recon, kl = (sums / n).tolist()
+        return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
+                "seconds": seconds, "samples_per_s": n / seconds}
+
+    def beta_at(self, epoch_fraction: float) -> float:
+        if self.config.warmup_epochs <= 0:
+            return self.config.beta
+        return self.config.beta * min(1.0, (self.epoch + epoch_fraction) / self.config.warmup_epochs)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        """Validation ELBO in nats (beta = 1), KL per latent dimension and active units."""
+        self.model.eval()
+        noise = torch.Generator().manual_seed(self.config.seed + 1)  # same noise every epoch
+        totals = torch.zeros(2, dtype=torch.float64)
+        kl_dims = torch.zeros(self.model.cfg.latent_dim, dtype=torch.float64)
+        means = []
+        for start in range(0, self.val_x.shape[0], EVAL_BATCH):
+            x, y = self.val_x[start:start + EVAL_BATCH], self.val_y[start:start + EVAL_BATCH]
+            eps = torch.randn((x.shape[0], self.model.cfg.latent_dim), generator=noise).to(self.device)
+            terms = self.model(x, y, eps)
+            totals += torch.tensor([terms.recon.item(), terms.kl.item()], dtype=torch.float64) * x.shape[0]
+            kl_dims += terms.kl_per_dim.double().cpu() * x.shape[0]
+            means.append(self.model.encode(x, y)[0].cpu())
+        n = self.val_x.shape[0]
+        recon, kl = (totals / n).tolist()
+        activity = torch.cat(means).double().var(dim=0)  # (D,)
+        return {"val_elbo": -(recon + kl), "val_recon": recon, "val_kl": kl,
+                "kl_per_dim": (kl_dims / n).tolist(),
+                "active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum())}
+
+    def finish(self) -> None:
+        """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
+        if self.config.aggregate_components > 0:
+            best = load_checkpoint(self.run_dir / BEST)
+            model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
+            model.load_state_dict(best["model"])
+            fit = fit_aggregate_prior(model.to(self.device), self.x, self.y,
+                                      self.config.aggregate_components, self.config.seed)
+            save_checkpoint({**best, "aggregate_prior": fit}, self.run_dir / BEST)
+        from training.plots import plot_loss_curves
+
+        plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
+
+
+def _warn_on_collapse(record: dict[str, Any], latent_dim: int) -> None:
+    if record["active_units"] == 0:
+        warnings.warn(f"posterior collapse at epoch {record['epoch']}: no active latent units of "
+                      f"{latent_dim}; lower --beta or add --warmup-epochs", stacklevel=2)
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            break
+    return records
+
+
+def _write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    with atomic_path(run_dir / METRICS_FILE) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _append_metric(run_dir: Path, record: dict[str, Any]) -> None:
+    with (run_dir / METRICS_FILE).open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
