@@ -22,10 +22,11 @@ import numpy as np
 FORMAT_VERSION = 1
 METADATA_KEY = "cvae_sdk"
 INPUT_Z, INPUT_Y, OUTPUT = "z", "y", "samples"
-REQUIRED_KEYS = {"format_version": int, "num_classes": int, "class_names": list, "latent_dim": int,
-                 "sample_shape": list, "prior": dict, "default_temperature": (int, float)}
-OPTIONAL_KEYS = {"train_config": dict, "model_config": dict, "metrics": dict, "versions": dict,
-                 "weights_sha256": str, "quantization": str, "producer": str}
+KeyTypes = dict[str, type | tuple[type, ...]]
+REQUIRED_KEYS: KeyTypes = {"format_version": int, "num_classes": int, "class_names": list, "latent_dim": int,
+                           "sample_shape": list, "prior": dict, "default_temperature": (int, float)}
+OPTIONAL_KEYS: KeyTypes = {"train_config": dict, "model_config": dict, "metrics": dict, "versions": dict,
+                           "weights_sha256": str, "quantization": str, "producer": str}
 
 
 @dataclass(frozen=True, eq=False)

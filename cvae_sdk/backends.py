@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "cpu"
     mirror: str | None = None
     aggregate_components: int = 1
+    binarize: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,4 +115,4 @@ def get_backend(name: str) -> TrainingBackend:
     backend = factory()
     if not isinstance(backend, TrainingBackend):
         raise TypeError(f"backend {name!r} ({targets[name]}) does not implement TrainingBackend")
-    return backend  # type: ignore[no-any-return]
+    return backend

@@ -5,10 +5,10 @@ Errors a user can fix print one line (``error: ...``) and exit with status 2, no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -60,6 +60,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1.0,
+    binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = False,
     warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")] = 0.0,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = 0.1,
     aggregate_components: Annotated[int, typer.Option(
@@ -78,7 +79,7 @@ def train(
                          conv_channels=conv_channels, prior=prior, likelihood=likelihood, epochs=epochs,
                          batch_size=batch_size, lr=lr, beta=beta, warmup_epochs=warmup_epochs,
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
-                         aggregate_components=aggregate_components)
+                         aggregate_components=aggregate_components, binarize=binarize)
     result = get_backend(backend).train(config, resume=resume, progress=_progress_enabled(quiet))
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "best_checkpoint": str(result.best_checkpoint),
                            "epochs": result.epochs_completed, "best_val_elbo": result.best_val_elbo}))
@@ -153,10 +154,96 @@ def info(
         typer.echo(f"{key:>20}: {json.dumps(doc.get(key))}")
 
 
+@app.command()
+@friendly_errors
+def evaluate(
+    source: Annotated[Path, typer.Argument(help="Artifact (.onnx), run folder or checkpoint (.pt).")],
+    data: Annotated[str, typer.Option(help="Dataset with a test split (IDX folder, .npz or 'mnist').")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full JSON report here.")] = None,
+    sheet: Annotated[Path | None, typer.Option(help="PNG sheet: real vs generated per label "
+                                                    "(default: beside --json).")] = None,
+    classifier: Annotated[Path | None, typer.Option(help="Evaluation classifier (.onnx); default: "
+                                                         "the shipped one when it matches the data.")] = None,
+    samples_per_label: Annotated[int, typer.Option(help="Generated samples per label.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and the likelihood estimate.")] = 0,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: the artifact's).")] = None,
+    k: Annotated[int, typer.Option(help="Importance samples for -log p(x|y) (runs and checkpoints).")] = 1000,
+    likelihood_images: Annotated[int | None, typer.Option(help="Use only the first N test images for "
+                                                               "the likelihood.")] = None,
+    binarized: Annotated[bool, typer.Option(help="Likelihood on dynamically binarised test images.")] = False,
+    likelihood: Annotated[bool, typer.Option(help="Compute the likelihood (runs and checkpoints).")] = True,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Measure label fidelity, realism and diversity (and, for a run, the likelihood)."""
+    from cvae_sdk.data import open_dataset
+    from cvae_sdk.evaluate import (
+        EvalClassifier,
+        comparison_sheet,
+        default_classifier,
+        evaluate_generator,
+    )
+    from cvae_sdk.generator import Generator
+    from cvae_sdk.images import write_png
+
+    dataset = open_dataset(data)
+    if dataset.test is None:
+        raise ValueError(f"{data} has no test split; evaluation needs held-out test images")
+    clf = EvalClassifier.load(classifier) if classifier is not None else default_classifier(dataset)
+    report: dict[str, Any] = {"source": str(source), "data": dataset.source, "classifier": str(clf.path)}
+    with _artifact_for(source, temperature) as model_path:
+        gen = Generator.from_pretrained(model_path, providers=["CPUExecutionProvider"])
+        report.update(evaluate_generator(gen, dataset.test, clf, samples_per_label=samples_per_label,
+                                         seed=seed, temperature=temperature))
+        sheet = sheet or (json_out.with_suffix(".png") if json_out is not None else None)
+        if sheet is not None:
+            write_png(sheet, comparison_sheet(gen, dataset.test, seed=seed, temperature=temperature))
+            report["sheet"] = str(sheet)
+    if likelihood and source.suffix != ".onnx":
+        from training.evaluation import likelihood_report
+
+        report["likelihood"] = likelihood_report(source, dataset.test, k=k, limit=likelihood_images,
+                                                 binarized=binarized, seed=seed, progress=not quiet)
+    text = json.dumps(report)
+    if json_out is not None:
+        from cvae_sdk.atomic import atomic_path
+
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
+    typer.echo(text)
+
+
+@contextlib.contextmanager
+def _artifact_for(source: Path, temperature: float | None) -> Iterator[Path]:
+    """An .onnx source as it is; a run or checkpoint exported to a temporary artifact first."""
+    if source.suffix == ".onnx":
+        yield source
+        return
+    from training.evaluation import export_for_evaluation, temporary_folder
+
+    with temporary_folder() as folder:
+        yield export_for_evaluation(source, Path(folder), temperature)
+
+
+@app.command()
+@friendly_errors
+def classifier(
+    data: Annotated[str, typer.Option(help="Dataset with train and test splits.")],
+    out: Annotated[Path, typer.Option(help="Classifier artifact to write (.onnx).")],
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train the evaluation classifier that `evaluate` uses for fidelity and realism."""
+    from training.classifier import train_classifier
+
+    typer.echo(json.dumps({"classifier": str(out), **train_classifier(data, out, epochs=epochs, seed=seed,
+                                                                       progress=not quiet)}))
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="cvae-sdk")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

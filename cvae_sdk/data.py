@@ -11,10 +11,11 @@ import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+IDX_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 
@@ -87,7 +88,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) - header != expected:
         raise ValueError(f"{path}: IDX header promises shape {shape} ({expected} data bytes) but the "
                          f"file holds {len(raw) - header}; the file is truncated or corrupt")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    data: np.ndarray = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
 
 
 def load_idx_folder(folder: Path) -> Dataset:
@@ -153,12 +155,13 @@ def load_npz(path: Path) -> Dataset:
         if missing:
             raise ValueError(f"{path}: missing key(s) {sorted(missing)}; an .npz dataset needs 'images' "
                              f"and 'labels' (found {sorted(keys)})")
-        train = _npz_split(path, archive["images"], archive["labels"], "images/labels")
+        arrays = {key: _npz_array(archive, key, path) for key in keys}
+        train = _npz_split(path, arrays["images"], arrays["labels"], "images/labels")
         test = None
         if "test_images" in keys and "test_labels" in keys:
-            test = _npz_split(path, archive["test_images"], archive["test_labels"], "test_images/test_labels")
+            test = _npz_split(path, arrays["test_images"], arrays["test_labels"], "test_images/test_labels")
         if "class_names" in keys:
-            class_names = tuple(str(c) for c in archive["class_names"].tolist())
+            class_names = tuple(str(c) for c in arrays["class_names"].tolist())
         else:
             class_names = tuple(str(i) for i in range(int(train.labels.max(initial=0)) + 1))
     for name, split in (("train", train), ("test", test)):
@@ -168,6 +171,14 @@ def load_npz(path: Path) -> Dataset:
         raise ValueError(f"{path}: test images {test.image_shape} differ in shape from train images "
                          f"{train.image_shape}")
     return Dataset(train, test, class_names, str(path))
+
+
+def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(archive[key])
+    except ValueError as err:  # object arrays need pickle, which is never allowed
+        raise ValueError(f"{path}: array {key!r} holds pickled Python objects, which are refused; "
+                         "save plain numeric (or string) arrays") from err
 
 
 def _npz_split(path: Path, images: np.ndarray, labels: np.ndarray, what: str) -> LabeledImages:

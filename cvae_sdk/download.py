@@ -10,8 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_CACHE = Path(os.environ.get("CVAE_SDK_CACHE", Path.home() / ".cache" / "cvae-sdk"))
 CHUNK_BYTES = 1 << 16
+
+
+def default_cache() -> Path:
+    """``$CVAE_SDK_CACHE``, else ``~/.cache/cvae-sdk``."""
+    return Path(os.environ.get("CVAE_SDK_CACHE", Path.home() / ".cache" / "cvae-sdk"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def fetch(dataset: RemoteDataset, cache_dir: Path | None = None, mirror: str | N
     deleted and reported with both digests, so a bad mirror never leaves data behind.
     """
     base = (mirror or dataset.resolved_mirror()).rstrip("/") + "/"
-    folder = (cache_dir or DEFAULT_CACHE) / dataset.name
+    folder = (cache_dir or default_cache()) / dataset.name
     folder.mkdir(parents=True, exist_ok=True)
     for filename, digest in dataset.files.items():
         target = folder / filename

@@ -19,7 +19,14 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
+from cvae_sdk.artifact import (
+    INPUT_Y,
+    INPUT_Z,
+    OUTPUT,
+    ArtifactConfig,
+    ArtifactError,
+    parse_metadata,
+)
 from cvae_sdk.labels import LabelInput, parse_labels
 from cvae_sdk.providers import CPU, ProviderSpec, check_loaded, provider_name, requested_providers
 from cvae_sdk.sampling import prior_latents, request_key
@@ -150,7 +157,11 @@ class Generator:
             raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {ids.shape[0]}, "
                              f"got {start}/{stop}")
         temp, key = self._temperature(temperature), request_key(rng)
-        _check_output_type(output_type)
+        _check_output_type(output_type)  # every check runs before the first chunk is asked for
+        return self._chunks(ids, key, temp, output_type, start, stop)
+
+    def _chunks(self, ids: np.ndarray, key: np.ndarray, temp: float, output_type: str,
+                start: int, stop: int) -> Iterator[GenerationOutput]:
         for lo in range(start, stop, self._chunk):
             hi = min(stop, lo + self._chunk)
             z = self._draw(ids[lo:hi], key, lo, temp)

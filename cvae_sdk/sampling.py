@@ -55,7 +55,8 @@ def _rows(key: np.ndarray, start: int, stop: int, stream: int, draw: Any) -> np.
         lo = max(start, block * BLOCK) - block * BLOCK
         hi = min(stop, (block + 1) * BLOCK) - block * BLOCK
         parts.append(draw(block_stream(key, block, stream), hi)[lo:hi])  # a prefix is stable
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    rows: np.ndarray = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return rows
 
 
 def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
@@ -71,5 +72,5 @@ def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
         comp = np.minimum((u >= cdf).sum(axis=1), prior.num_components - 1)
     mean = prior.means[labels, comp]                                           # (N, D)
     tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
-    z = mean + temperature * np.einsum("nij,nj->ni", tril, eps)
+    z: np.ndarray = mean + temperature * np.einsum("nij,nj->ni", tril, eps)
     return z.astype(np.float32)

@@ -77,12 +77,13 @@ def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int
     shape = (stop - start, *gen.config.sample_shape)
     labels_out = out.with_name(out.stem + ".labels.npy")
     output_type = "uint8" if dtype == "uint8" else "np"
+    chunks = gen.iter_chunks(labels, n, rng=seed, temperature=temperature,  # validates eagerly
+                             output_type=output_type, start=start, stop=stop)  # type: ignore[arg-type]
     with atomic_path(out) as tmp, atomic_path(labels_out) as tmp_labels:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         label_ids = np.empty(stop - start, dtype=np.int64)
         with progress_bar(stop - start, f"sampling {out.name}", progress and stop - start > 1) as bar:
-            for chunk in gen.iter_chunks(labels, n, rng=seed, temperature=temperature,
-                                         output_type=output_type, start=start, stop=stop):  # type: ignore[arg-type]
+            for chunk in chunks:
                 lo, hi = chunk.start - start, chunk.start - start + chunk.labels.shape[0]
                 array[lo:hi] = chunk.samples
                 label_ids[lo:hi] = chunk.labels

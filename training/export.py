@@ -8,8 +8,12 @@ atomically: a failed check writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -19,7 +23,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, ArtifactConfig, Prior, parse_metadata
+from cvae_sdk.artifact import (
+    INPUT_Y,
+    INPUT_Z,
+    METADATA_KEY,
+    OUTPUT,
+    ArtifactConfig,
+    Prior,
+    parse_metadata,
+)
 from cvae_sdk.atomic import atomic_path
 from training.checkpoint import load_checkpoint, resolve_checkpoint
 from training.model import CVAE, ModelConfig
@@ -110,7 +122,7 @@ def to_onnx_bytes(module: nn.Module, config: ArtifactConfig) -> bytes:
 
     batch = torch.export.Dim("batch")
     example = (torch.zeros(8, config.latent_dim), torch.eye(config.num_classes)[torch.arange(8) % config.num_classes])
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, quiet_exporter():
         raw = Path(folder) / "model.onnx"
         torch.onnx.export(module, example, raw, dynamo=True, external_data=False, opset_version=OPSET,
                           input_names=[INPUT_Z, INPUT_Y], output_names=[OUTPUT],
@@ -122,6 +134,22 @@ def to_onnx_bytes(module: nn.Module, config: ArtifactConfig) -> bytes:
     parse_metadata({p.key: p.value for p in proto.metadata_props}, "exported model")
     data: bytes = proto.SerializeToString()
     return data
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Hide the exporter's chatter (missing torchvision ops, deprecations) that is not ours to fix."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def check_parity(module: nn.Module, onnx_bytes: bytes, config: ArtifactConfig) -> float:

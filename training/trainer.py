@@ -93,7 +93,10 @@ class _Loop:
         self.device, self.run_dir = device, run_dir
         self.x = torch.from_numpy(train_split.images).to(device)  # (N, C, H, W)
         self.y = torch.from_numpy(train_split.labels).to(device)  # (N,)
-        self.val_x = torch.from_numpy(val_split.images).to(device)
+        val_x = torch.from_numpy(val_split.images)
+        if config.binarize:  # one fixed binarisation of the validation images
+            val_x = torch.bernoulli(val_x, generator=torch.Generator().manual_seed(config.seed + 3))
+        self.val_x = val_x.to(device)
         self.val_y = torch.from_numpy(val_split.labels).to(device)
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
@@ -167,7 +170,10 @@ class _Loop:
                 step = self.partial["step"]
                 idx = perm[step * bs:(step + 1) * bs].to(self.device)
                 eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)
-                terms = self.model(self.x[idx], self.y[idx], eps.to(self.device), self.beta_at(step / steps))
+                x = self.x[idx]
+                if self.config.binarize:  # dynamic binarisation: a fresh Bernoulli draw per visit
+                    x = torch.bernoulli(x.cpu(), generator=self.generator).to(self.device)
+                terms = self.model(x, self.y[idx], eps.to(self.device), self.beta_at(step / steps))
                 if not torch.isfinite(terms.loss):
                     raise TrainingDiverged(
                         f"loss became {terms.loss.item()} at epoch {self.epoch + 1}, step {step}; the last "

@@ -1,0 +1,166 @@
+"""Sample quality with onnxruntime and numpy: label fidelity, realism (Fréchet distance) and diversity.
+
+An ONNX classifier trained on the train split judges generated samples:
+- fidelity: the share it classifies as the requested label (overall, per class, confusion matrix);
+- realism: Fréchet distance between its penultimate features of generated and real test images,
+  per class and averaged, beside the real-vs-real floor (two seeded halves of the test split);
+- diversity: mean pairwise pixel L2 distance within a label, relative to real test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from cvae_sdk.data import Dataset, LabeledImages
+from cvae_sdk.generator import Generator
+from cvae_sdk.images import labelled_grid
+
+CLASSIFIER_KEY = "cvae_sdk_classifier"
+SHIPPED_CLASSIFIER = "mnist-classifier.onnx"
+DIVERSITY_SUBSAMPLE = 500
+BATCH = 2048
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """sha256 of the test split (8-bit pixels and labels), or of train when there is no test."""
+    split = dataset.test if dataset.test is not None else dataset.train
+    hasher = hashlib.sha256()
+    hasher.update(np.round(split.images * 255).astype(np.uint8).tobytes())
+    hasher.update(split.labels.astype("<i8").tobytes())
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class EvalClassifier:
+    """An ONNX classifier with ``logits`` and ``features`` outputs and its metadata."""
+
+    session: ort.InferenceSession
+    meta: dict[str, Any]
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> EvalClassifier:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"classifier {str(path)!r} does not exist; train one with `cvae-sdk classifier`")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        props = session.get_modelmeta().custom_metadata_map
+        if CLASSIFIER_KEY not in props:
+            raise ValueError(f"{path} is not a cvae-sdk evaluation classifier (no {CLASSIFIER_KEY!r} metadata)")
+        return cls(session, json.loads(props[CLASSIFIER_KEY]), path)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted labels (N,) and penultimate features (N, F) for images (N, C, H, W)."""
+        preds, feats = [], []
+        for start in range(0, images.shape[0], BATCH):
+            chunk = np.ascontiguousarray(images[start:start + BATCH], dtype=np.float32)
+            logits, features = self.session.run(["logits", "features"], {"images": chunk})
+            preds.append(logits.argmax(1))
+            feats.append(features.astype(np.float64))
+        return np.concatenate(preds), np.concatenate(feats)
+
+
+def shipped_classifier_path() -> Path | None:
+    for candidate in (Path(str(resources.files("cvae_sdk") / "exported" / SHIPPED_CLASSIFIER)),
+                      Path(__file__).resolve().parent.parent / "exported" / SHIPPED_CLASSIFIER):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_classifier(dataset: Dataset) -> EvalClassifier:
+    """The shipped MNIST classifier, if it was trained for this data; else a clear error."""
+    path = shipped_classifier_path()
+    if path is not None:
+        clf = EvalClassifier.load(path)
+        if clf.meta.get("data_fingerprint") == dataset_fingerprint(dataset):
+            return clf
+    raise ValueError(f"no evaluation classifier matches {dataset.source}; train one with "
+                     "`cvae-sdk classifier --data PATH --out clf.onnx` and pass --classifier clf.onnx")
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2), with numpy only (no scipy)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    vals, vecs = np.linalg.eigh(s_a)
+    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T    # S_a^1/2
+    cross = np.linalg.eigvalsh(root_a @ s_b @ root_a)              # eig(S_a^1/2 S_b S_a^1/2)
+    trace_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * trace_sqrt)
+
+
+def mean_pairwise_distance(images: np.ndarray, rng: np.random.Generator) -> float:
+    """Mean L2 distance between distinct pairs of (a seeded subsample of) images."""
+    flat = images.reshape(images.shape[0], -1).astype(np.float64)
+    if flat.shape[0] > DIVERSITY_SUBSAMPLE:
+        flat = flat[rng.choice(flat.shape[0], DIVERSITY_SUBSAMPLE, replace=False)]
+    sq = (flat ** 2).sum(1)
+    d2 = np.clip(sq[:, None] + sq[None, :] - 2 * flat @ flat.T, 0, None)
+    n = flat.shape[0]
+    return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
+
+
+def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClassifier, *,
+                       samples_per_label: int = 1000, seed: int = 0,
+                       temperature: float | None = None) -> dict[str, Any]:
+    """Fidelity, realism and diversity of ``gen`` against the real test split."""
+    k = gen.config.num_classes
+    out = gen.generate(list(range(k)), samples_per_label, rng=seed, temperature=temperature)
+    pred, feats = classifier.predict(out.samples)
+    real_pred, real_feats = classifier.predict(test.images)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (out.labels, pred), 1)
+    halves = np.random.default_rng(seed).permutation(len(test)) % 2
+    rng = np.random.default_rng(seed)
+    per_class: list[dict[str, Any]] = []
+    for c in range(k):
+        real = test.labels == c
+        per_class.append({
+            "class": gen.config.class_names[c],
+            "fidelity": float(confusion[c, c] / samples_per_label),
+            "frechet": frechet_distance(feats[out.labels == c], real_feats[real]),
+            "frechet_floor": frechet_distance(real_feats[real & (halves == 0)], real_feats[real & (halves == 1)]),
+            "diversity_generated": mean_pairwise_distance(out.samples[out.labels == c], rng),
+            "diversity_real": mean_pairwise_distance(test.images[real], rng),
+        })
+    mean = {key: float(np.mean([row[key] for row in per_class]))
+            for key in ("frechet", "frechet_floor", "diversity_generated", "diversity_real")}
+    return {
+        "samples_per_label": samples_per_label, "seed": seed,
+        "temperature": gen.config.default_temperature if temperature is None else temperature,
+        "classifier_test_accuracy": float((real_pred == test.labels).mean()),
+        "label_fidelity": float(np.trace(confusion) / confusion.sum()),
+        "worst_class_fidelity": float(min(row["fidelity"] for row in per_class)),
+        "frechet_distance": mean["frechet"], "frechet_floor": mean["frechet_floor"],
+        "frechet_ratio": mean["frechet"] / mean["frechet_floor"],
+        "diversity_ratio": float(np.mean([r["diversity_generated"] / r["diversity_real"] for r in per_class])),
+        "per_class": per_class, "confusion_matrix": confusion.tolist(),
+    }
+
+
+def comparison_sheet(gen: Generator, test: LabeledImages, per_row: int = 8, seed: int = 0,
+                     temperature: float | None = None) -> np.ndarray:
+    """One row per label: ``per_row`` real test images, then ``per_row`` generated ones."""
+    k = gen.config.num_classes
+    generated = gen.generate(list(range(k)), per_row, rng=seed, temperature=temperature).samples
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(k):
+        pool = np.flatnonzero(test.labels == c)
+        real = test.images[rng.choice(pool, per_row, replace=pool.size < per_row)]
+        rows.append(np.concatenate([real, generated[c * per_row:(c + 1) * per_row]]))
+    names = [f"{name}" for name in gen.config.class_names]
+    return labelled_grid(np.concatenate(rows), names, 2 * per_row)

@@ -1,0 +1,117 @@
+"""The command line end to end, with real files, in subprocesses where exit codes matter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cvae_sdk import Generator
+from cvae_sdk.cli import app
+
+runner = CliRunner()
+
+
+def cvae(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cvae_sdk", *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=600)
+
+
+def test_train_export_sample_info_end_to_end(tiny_npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    done = cvae("train", "--data", str(tiny_npz), "--out", str(run), "--epochs", "2", "--latent-dim", "3",
+                "--hidden", "16", "--batch-size", "64", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["epochs"] == 2
+    model = tmp_path / "m.onnx"
+    done = cvae("export", str(run), "--out", str(model))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bytes"] == model.stat().st_size
+    png = tmp_path / "grid.png"
+    done = cvae("sample", "--model", str(model), "--label", "top", "--label", "2", "--n", "5",
+                "--out", str(png))
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    done = cvae("info", str(model), "--json")
+    info = json.loads(done.stdout)
+    assert info["class_names"] == ["top", "middle", "bottom"] and "CPUExecutionProvider" in info["available_providers"]
+
+
+def test_sample_npy_streams_and_matches_the_api(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "many.npy"
+    result = runner.invoke(app, ["sample", "--model", str(tiny_model), "--label", "0", "--label", "1",
+                                 "--n", "5000", "--seed", "3", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    array = np.load(out, mmap_mode="r")
+    labels = np.load(tmp_path / "many.labels.npy")
+    want = Generator.from_pretrained(tiny_model).generate([0, 1], 5000, rng=3)
+    assert array.shape == (10000, 1, 12, 12) and np.array_equal(np.asarray(array), want.samples)
+    assert np.array_equal(labels, want.labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.labels.npy", "many.npy"]
+
+
+def test_shards_concatenate_to_the_whole(tiny_model: Path, tmp_path: Path) -> None:
+    args = ["sample", "--model", str(tiny_model), "--label", "0", "--label", "2", "--n", "1001", "--seed", "7",
+            "--quiet"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "all.npy")]).exit_code == 0
+    for k in range(3):
+        assert runner.invoke(app, [*args, "--shard", f"{k}/3", "--out", str(tmp_path / f"part-{k}.npy")]).exit_code == 0
+    parts = np.concatenate([np.load(tmp_path / f"part-{k}.npy") for k in range(3)])
+    assert np.array_equal(parts, np.load(tmp_path / "all.npy"))
+
+
+def test_sample_npz_holds_samples_labels_latents(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.npz"
+    result = runner.invoke(app, ["sample", "--model", str(tiny_model), "--label", "1", "--n", "4", "--out", str(out),
+                                 "--dtype", "uint8"])
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as archive:
+        assert archive["samples"].dtype == np.uint8 and archive["samples"].shape == (4, 1, 12, 12)
+        assert archive["labels"].tolist() == [1, 1, 1, 1] and archive["latents"].shape == (4, 4)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--label", "9"], "out of range"),
+    (["--label", "sideways"], "unknown class name"),
+    (["--label", "0", "--n", "0"], "num_samples_per_label must be >= 1"),
+    (["--label", "0", "--temperature", "-1"], "temperature must be finite and >= 0"),
+    (["--label", "0", "--shard", "3/3"], "--shard"),
+])
+def test_cli_errors_are_one_line_without_traceback(tiny_model: Path, tmp_path: Path, args: list[str],
+                                                   message: str) -> None:
+    out = tmp_path / "x.npy"
+    done = cvae("sample", "--model", str(tiny_model), "--out", str(out), *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unwritable_out_and_missing_model(tiny_model: Path, tmp_path: Path) -> None:
+    done = cvae("sample", "--model", str(tiny_model), "--label", "0", "--out", str(tmp_path / "no" / "dir" / "x.png"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = cvae("sample", "--model", str(tmp_path / "nope.onnx"), "--label", "0", "--out", str(tmp_path / "x.png"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = cvae("sample", "--model", str(tiny_model), "--label", "0", "--out", str(tmp_path / "x.gif"))
+    assert done.returncode == 2 and ".png" in done.stderr
+
+
+def test_train_refuses_existing_run_and_bad_data(tiny_run: Path, tiny_npz: Path, tmp_path: Path) -> None:
+    done = cvae("train", "--data", str(tiny_npz), "--out", str(tiny_run), "--quiet")
+    assert done.returncode == 2 and "--resume" in done.stderr
+    done = cvae("train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"), "--quiet")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    done = cvae("train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"), "--epochs", "0", "--quiet")
+    assert done.returncode == 2 and "epochs must be >= 1" in done.stderr
+
+
+def test_python_dash_m_and_help() -> None:
+    done = cvae("--help")
+    assert done.returncode == 0
+    for command in ("train", "export", "sample", "evaluate", "info"):
+        assert command in done.stdout

@@ -1,0 +1,71 @@
+"""Quality metrics: the Fréchet distance and diversity maths, and a real evaluation end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cvae_sdk.cli import app
+from cvae_sdk.evaluate import frechet_distance, mean_pairwise_distance
+
+
+def test_frechet_distance_of_known_gaussians() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + np.array([1.0, 2.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(5.0, rel=1e-6)
+    scaled = a * 2.0  # FD(N(0,I), N(0,4I)) = tr(I + 4I - 2*2I) = 3
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=2e-2)
+
+
+def test_mean_pairwise_distance() -> None:
+    points = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    assert mean_pairwise_distance(points, np.random.default_rng(0)) == pytest.approx(10.0 / 3.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.classifier import train_classifier
+
+    out = tmp_path_factory.mktemp("clf") / "clf.onnx"
+    scores = train_classifier(str(tiny_npz), out, epochs=4, progress=False)
+    assert scores["test_accuracy"] > 0.9
+    return out
+
+
+def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, tiny_classifier: Path,
+                                            tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), "--data", str(tiny_npz), "--classifier",
+                                      str(tiny_classifier), "--samples-per-label", "50", "--json",
+                                      str(report_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert 0.0 <= report["label_fidelity"] <= 1.0
+    assert np.array(report["confusion_matrix"]).sum() == 150
+    assert len(report["per_class"]) == 3 and report["frechet_floor"] > 0
+    assert report["frechet_ratio"] == pytest.approx(report["frechet_distance"] / report["frechet_floor"])
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_classifier: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(tiny_npz), "--classifier",
+                                      str(tiny_classifier), "--samples-per-label", "20", "--k", "50",
+                                      "--likelihood-images", "30", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    lik = report["likelihood"]
+    for prior in ("training_prior", "artifact_prior"):
+        # the importance-sampled bound is tighter than the ELBO: -log p(x|y) <= -ELBO
+        assert lik[prior]["nll"] <= -lik[prior]["elbo"] + 1e-6
+        assert lik[prior]["k"] == 50 and lik[prior]["images"] == 30
+
+
+def test_evaluate_without_matching_classifier_is_explained(tiny_model: Path, tiny_npz: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), "--data", str(tiny_npz)])
+    assert result.exit_code == 2 and "cvae-sdk classifier" in result.output

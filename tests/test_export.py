@@ -1,0 +1,102 @@
+"""Export: the checker, parity, the dynamic batch, metadata round-trip, and nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import training.export as export_module
+from cvae_sdk.artifact import METADATA_KEY, parse_metadata
+from training.export import ExportCheckError, GenerativePath, export_generator, load_model
+
+
+def test_file_passes_full_check_and_is_self_contained(tiny_model: Path) -> None:
+    onnx.checker.check_model(str(tiny_model), full_check=True)
+    assert not list(tiny_model.parent.glob("*.data"))
+    proto = onnx.load(str(tiny_model))
+    assert proto.opset_import[0].version == export_module.OPSET
+
+
+def test_encoder_is_not_exported(tiny_model: Path) -> None:
+    proto = onnx.load(str(tiny_model))
+    names = [init.name for init in proto.graph.initializer]
+    assert names and not any("encoder" in name for name in names)
+
+
+def test_batch_axis_is_dynamic(tiny_model: Path) -> None:
+    proto = onnx.load(str(tiny_model))
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        assert value.type.tensor_type.shape.dim[0].dim_param, value.name
+
+
+@pytest.mark.parametrize("n", [1, 7, 4096])
+def test_parity_at_dynamic_batch_sizes(tiny_run: Path, tiny_model: Path, n: int) -> None:
+    model, _ = load_model(tiny_run)
+    session = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(n)
+    z = rng.standard_normal((n, 4)).astype(np.float32) * 3
+    y = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
+    got = session.run(["samples"], {"z": z, "y": y})[0]
+    with torch.inference_mode():
+        want = GenerativePath(model)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
+    assert got.shape == (n, 1, 12, 12)
+    assert np.abs(got - want).max() <= 1e-5
+    assert 0.0 <= got.min() and got.max() <= 1.0
+
+
+def test_metadata_round_trip(tiny_run: Path, tiny_model: Path) -> None:
+    session = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    config = parse_metadata(props)
+    doc = json.loads(props[METADATA_KEY])
+    assert config.num_classes == 3 and config.class_names == ("top", "middle", "bottom")
+    assert config.latent_dim == 4 and config.sample_shape == (1, 12, 12)
+    assert config.prior.source == "aggregate" and config.prior.means.shape == (3, 1, 4)
+    assert doc["train_config"]["latent_dim"] == 4 and doc["model_config"]["arch"] == "mlp"
+    assert {"torch", "onnx", "cvae-sdk"} <= set(doc["versions"])
+    assert len(doc["weights_sha256"]) == 64
+    assert "val_elbo" in doc["metrics"]
+
+
+@pytest.mark.parametrize("prior", ["learned", "standard"])
+def test_prior_choices(tiny_run: Path, tmp_path: Path, prior: str) -> None:
+    result = export_generator(tiny_run, tmp_path / f"{prior}.onnx", prior=prior)
+    assert result.config.prior.source == prior
+    if prior == "standard":
+        assert np.array_equal(result.config.prior.means, np.zeros((3, 1, 4)))
+
+
+def test_failed_parity_writes_nothing(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "never.onnx"
+    monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)  # no real export can pass this gate
+    with pytest.raises(ExportCheckError, match="nothing was written"):
+        export_generator(tiny_run, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_export_keeps_existing_file(tiny_run: Path, tiny_model: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "kept.onnx"
+    target.write_bytes(tiny_model.read_bytes())
+    monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)
+    with pytest.raises(ExportCheckError):
+        export_generator(tiny_run, target)
+    assert target.read_bytes() == tiny_model.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.onnx"]
+
+
+def test_bad_sources_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no best.pt"):
+        export_generator(tmp_path, tmp_path / "m.onnx")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable cvae-sdk checkpoint"):
+        export_generator(junk, tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="must end in .onnx"):
+        export_generator(tmp_path, tmp_path / "m.bin")

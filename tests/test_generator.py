@@ -1,0 +1,156 @@
+"""The runtime Generator on a real onnxruntime session: API, determinism, threads, providers, errors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvae_sdk import ArtifactError, Generator, ProviderUnavailableError
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model: Path) -> Generator:
+    return Generator.from_pretrained(tiny_model, providers=["CPUExecutionProvider"], threads=1)
+
+
+def test_generate_shapes_order_and_range(gen: Generator) -> None:
+    out = gen.generate([2, 0], num_samples_per_label=4, rng=0)
+    assert out.samples.shape == (8, 1, 12, 12) and out.samples.dtype == np.float32
+    assert out.labels.tolist() == [2, 2, 2, 2, 0, 0, 0, 0] and out.labels.dtype == np.int64
+    assert out.latents.shape == (8, 4) and out.latents.dtype == np.float32
+    assert 0.0 <= out.samples.min() and out.samples.max() <= 1.0
+
+
+def test_labels_by_name_array_and_int(gen: Generator) -> None:
+    a = gen.generate(["bottom", "top"], 3, rng=5)
+    b = gen.generate(np.array([2, 0]), 3, rng=5)
+    assert np.array_equal(a.samples, b.samples) and np.array_equal(a.labels, b.labels)
+    assert gen.generate(1, 2, rng=0).labels.tolist() == [1, 1]
+
+
+def test_same_rng_same_samples_across_chunk_sizes(tiny_model: Path) -> None:
+    ref = Generator.from_pretrained(tiny_model, chunk_size=4096).generate([0, 1, 2], 1500, rng=42)
+    for chunk in (1, 7, 1000):
+        other = Generator.from_pretrained(tiny_model, chunk_size=chunk).generate([0, 1, 2], 1500, rng=42)
+        assert np.array_equal(ref.samples, other.samples) and np.array_equal(ref.latents, other.latents)
+
+
+def test_sample_i_does_not_depend_on_the_request_size(gen: Generator) -> None:
+    small = gen.generate(1, 3, rng=9).samples
+    large = gen.generate(1, 2000, rng=9).samples
+    assert np.array_equal(small, large[:3])
+
+
+def test_different_seeds_differ_and_generator_objects_advance(gen: Generator) -> None:
+    assert not np.array_equal(gen.generate(0, 4, rng=1).samples, gen.generate(0, 4, rng=2).samples)
+    rng = np.random.default_rng(0)
+    assert not np.array_equal(gen.generate(0, 4, rng=rng).samples, gen.generate(0, 4, rng=rng).samples)
+    again = np.random.default_rng(0)
+    assert np.array_equal(gen.generate(0, 4, rng=np.random.default_rng(0)).samples,
+                          gen.generate(0, 4, rng=again).samples)
+
+
+def test_global_numpy_rng_is_untouched(gen: Generator) -> None:
+    np.random.seed(123)  # noqa: NPY002 - the legacy global RNG is what must stay untouched
+    state = np.random.get_state()[1].copy()  # noqa: NPY002
+    gen.generate([0, 1], 10, rng=None)
+    gen.generate([0, 1], 10, rng=3)
+    assert np.array_equal(np.random.get_state()[1], state)  # noqa: NPY002
+
+
+def test_eight_threads_match_serial(gen: Generator) -> None:
+    requests = [([i % 3, (i + 1) % 3], 1 + i % 5, i) for i in range(64)]
+    serial = [gen.generate(labels, n, rng=seed).samples for labels, n, seed in requests]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(lambda r: gen.generate(r[0], r[1], rng=r[2]).samples, requests))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, threaded, strict=True))
+
+
+def test_temperature_zero_gives_the_prior_mean(gen: Generator) -> None:
+    out = gen.generate([0, 1, 2], 3, rng=0, temperature=0.0)
+    means = gen.config.prior.means[:, 0].astype(np.float32)
+    assert np.allclose(out.latents, np.repeat(means, 3, axis=0), atol=1e-6)
+    spread = gen.generate([0], 200, rng=0, temperature=2.0).latents.std(0)
+    base = gen.generate([0], 200, rng=0, temperature=1.0).latents.std(0)
+    assert np.allclose(spread, 2 * base, rtol=1e-4)
+
+
+def test_latents_escape_hatch(gen: Generator) -> None:
+    z = np.zeros((4, 4), dtype=np.float64)
+    out = gen.generate([0, 1], 2, latents=z)
+    assert np.array_equal(out.latents, z.astype(np.float32))
+    assert np.array_equal(out.samples[0], out.samples[1])
+
+
+def test_output_types(gen: Generator) -> None:
+    as_float = gen.generate(0, 3, rng=1).samples
+    as_uint8 = gen.generate(0, 3, rng=1, output_type="uint8").samples
+    assert as_uint8.dtype == np.uint8
+    assert np.abs(as_uint8.astype(np.int16) - np.round(as_float * 255).astype(np.int16)).max() <= 1
+    images = gen.generate(0, 2, rng=1, output_type="pil").samples
+    assert len(images) == 2 and images[0].size == (12, 12) and images[0].mode == "L"
+
+
+def test_iter_chunks_concatenate_to_generate(tiny_model: Path) -> None:
+    gen = Generator.from_pretrained(tiny_model, chunk_size=100)
+    whole = gen.generate([0, 2], 250, rng=4).samples
+    parts = [c.samples for c in gen.iter_chunks([0, 2], 250, rng=4, start=130, stop=480)]
+    assert np.array_equal(np.concatenate(parts), whole[130:480])
+
+
+def test_interpolation_between_labels(gen: Generator) -> None:
+    out = gen.interpolate("top", "bottom", steps=6, rng=0)
+    assert out.samples.shape == (6, 1, 12, 12)
+    assert out.labels.tolist() == [0, 0, 0, 2, 2, 2]
+    ends = gen.generate([0], 1, latents=out.latents[:1]).samples
+    assert np.allclose(ends[0], out.samples[0], atol=1e-6)
+    z_path = gen.interpolate(1, 1, steps=3, latents=np.stack([np.zeros(4), np.ones(4)]))
+    assert np.allclose(z_path.latents[1], 0.5)
+
+
+def test_providers_are_read_back(gen: Generator) -> None:
+    assert gen.providers == ["CPUExecutionProvider"]
+    assert Generator.from_pretrained(gen.model_path).providers[-1] == "CPUExecutionProvider"
+
+
+def test_requested_cuda_that_cannot_load_is_an_error(tiny_model: Path) -> None:
+    with pytest.raises(ProviderUnavailableError, match="CUDAExecutionProvider"):
+        Generator.from_pretrained(tiny_model, providers=["CUDAExecutionProvider"])
+
+
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda g: g.generate([3]), ValueError, r"out of range; labels must lie in \[0, 2\]"),
+    (lambda g: g.generate([-1]), ValueError, "out of range"),
+    (lambda g: g.generate([1.5]), TypeError, "ints or class names"),
+    (lambda g: g.generate([float("nan")]), TypeError, "ints or class names"),
+    (lambda g: g.generate([True]), TypeError, "ints or class names"),
+    (lambda g: g.generate(["left"]), ValueError, "unknown class name 'left'; known classes"),
+    (lambda g: g.generate([]), ValueError, "labels is empty"),
+    (lambda g: g.generate(np.array([0.0, 1.0])), TypeError, "integer or string array"),
+    (lambda g: g.generate([0], 0), ValueError, "num_samples_per_label must be >= 1"),
+    (lambda g: g.generate([0], -2), ValueError, "num_samples_per_label must be >= 1"),
+    (lambda g: g.generate([0], 2, latents=np.zeros((2, 3))), ValueError, r"shape \(2, 4\)"),
+    (lambda g: g.generate([0], 1, latents=np.zeros((1, 4), dtype=np.int64)), TypeError, "float array"),
+    (lambda g: g.generate([0], 1, latents=np.full((1, 4), np.nan)), ValueError, "NaN or inf"),
+    (lambda g: g.generate([0], temperature=-1.0), ValueError, "temperature must be finite and >= 0"),
+    (lambda g: g.generate([0], temperature=float("inf")), ValueError, "temperature must be finite"),
+    (lambda g: g.generate([0], output_type="jpeg"), ValueError, "output_type must be one of"),
+    (lambda g: g.generate([0], rng="seed"), TypeError, "rng must be"),
+])
+def test_bad_input_is_explained(gen: Generator, call, error: type[Exception], message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        call(gen)
+
+
+def test_bad_model_files(tmp_path: Path, tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        Generator.from_pretrained(tmp_path / "missing.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(tiny_model.read_bytes()[:200])
+    with pytest.raises(ArtifactError, match="not a loadable ONNX model"):
+        Generator.from_pretrained(corrupt)
+    with pytest.raises(ValueError, match="unknown|not available"):
+        Generator.from_pretrained(tiny_model, providers=["NoSuchExecutionProvider"])

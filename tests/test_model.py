@@ -1,0 +1,61 @@
+"""The CVAE itself: shapes for both architectures at odd image sizes, the loss and the prior."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.model import CVAE, ModelConfig, gaussian_kl
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 10), ((3, 18, 22), 5), ((1, 9, 13), 2)])
+def test_shapes_follow_data(arch: str, shape: tuple[int, int, int], classes: int) -> None:
+    cfg = ModelConfig(image_shape=shape, num_classes=classes, latent_dim=6, arch=arch,  # type: ignore[arg-type]
+                      hidden=32, conv_channels=4)
+    model = CVAE(cfg)
+    x = torch.rand(5, *shape)
+    y = torch.arange(5) % classes
+    mu, logvar = model.encode(x, y)
+    assert mu.shape == logvar.shape == (5, 6)
+    samples = model.decode(mu, y)
+    assert samples.shape == (5, *shape)
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
+    terms = model(x, y, torch.randn(5, 6))
+    assert terms.loss.ndim == 0 and torch.isfinite(terms.loss)
+    assert terms.kl_per_dim.shape == (6,)
+
+
+def test_kl_is_zero_for_equal_gaussians_and_positive_otherwise() -> None:
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    assert torch.allclose(gaussian_kl(mu, logvar, mu, logvar), torch.zeros(4, 3), atol=1e-6)
+    assert (gaussian_kl(mu, logvar, mu + 1, logvar) > 0).all()
+    # KL(N(0,1) || N(1,1)) = 1/2
+    assert gaussian_kl(torch.zeros(1), torch.zeros(1), torch.ones(1), torch.zeros(1)).item() == pytest.approx(0.5)
+
+
+def test_bernoulli_recon_is_bce_sum() -> None:
+    model = CVAE(ModelConfig(image_shape=(1, 4, 4), num_classes=2, hidden=8, latent_dim=2))
+    logits, x = torch.zeros(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
+    expected = torch.nn.functional.binary_cross_entropy(torch.full_like(x, 0.5), x, reduction="none").sum((1, 2, 3))
+    assert torch.allclose(model.recon_nll(logits, x), expected, atol=1e-5)
+
+
+def test_learned_prior_gets_gradients_and_standard_prior_does_not() -> None:
+    x, y, eps = torch.rand(6, 1, 6, 6), torch.tensor([0, 1, 2, 0, 1, 2]), torch.randn(6, 3)
+    for kind, expect_grad in (("learned", True), ("standard", False)):
+        model = CVAE(ModelConfig(image_shape=(1, 6, 6), num_classes=3, hidden=8, latent_dim=3, prior=kind))  # type: ignore[arg-type]
+        model(x, y, eps).loss.backward()
+        assert (model.prior.mean.grad is not None) == expect_grad
+
+
+def test_gaussian_likelihood_option() -> None:
+    model = CVAE(ModelConfig(image_shape=(1, 6, 6), num_classes=3, hidden=8, latent_dim=3, likelihood="gaussian"))
+    terms = model(torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0]), torch.randn(4, 3))
+    terms.loss.backward()
+    assert model.log_sigma2.grad is not None
+
+
+def test_config_validation_names_the_choice() -> None:
+    with pytest.raises(ValueError, match="arch must be"):
+        ModelConfig(image_shape=(1, 4, 4), num_classes=2, arch="transformer")  # type: ignore[arg-type]

@@ -1,0 +1,85 @@
+"""The trainer: checkpoints, exact resume, seeded reproducibility, metrics, guard-rails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from training.checkpoint import load_checkpoint
+from training.trainer import TrainingDiverged, train
+
+
+def _metrics(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_folder_contents(tiny_run: Path) -> None:
+    assert {"best.pt", "last.pt", "metrics.jsonl", "loss_curve.png"} <= {p.name for p in tiny_run.iterdir()}
+    assert (tiny_run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = _metrics(tiny_run)
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("train_loss", "train_recon", "train_kl", "val_elbo", "kl_per_dim", "active_units", "samples_per_s"):
+        assert key in records[0]
+    assert len(records[0]["kl_per_dim"]) == 4
+
+
+def test_checkpoint_round_trip_with_weights_only(tiny_run: Path) -> None:
+    state = torch.load(tiny_run / "last.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 2 and state["model_config"]["latent_dim"] == 4
+    assert state["train_config"]["seed"] == 0
+    best = load_checkpoint(tiny_run / "best.pt")
+    assert set(best["aggregate_prior"]) == {"weights", "means", "scale_tril"}
+    assert best["aggregate_prior"]["scale_tril"].shape == (3, 1, 4, 4)
+
+
+def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -> None:
+    train(tiny_config(tiny_npz, tmp_path / "again"), progress=False)
+    first, second = _metrics(tiny_run), _metrics(tmp_path / "again")
+    for a, b in zip(first, second, strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_elbo"] == b["val_elbo"]
+
+
+def test_resume_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    train(tiny_config(tiny_npz, full, epochs=3, aggregate_components=0), progress=False)
+    part = tmp_path / "part"
+    train(tiny_config(tiny_npz, part, epochs=1, aggregate_components=0), progress=False)
+    train(tiny_config(tiny_npz, part, epochs=3, aggregate_components=0), resume=True, progress=False)
+    for a, b in zip(_metrics(full), _metrics(part), strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_elbo"] == b["val_elbo"]
+    wa, wb = load_checkpoint(full / "last.pt")["model"], load_checkpoint(part / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_existing_run_needs_resume(tiny_npz: Path, tiny_run: Path) -> None:
+    with pytest.raises(ValueError, match="--resume"):
+        train(tiny_config(tiny_npz, tiny_run), progress=False)
+
+
+def test_conv_arch_trains(tiny_npz: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(tiny_npz, tmp_path / "conv", arch="conv", epochs=1), progress=False)
+    assert np.isfinite(result.best_val_elbo)
+
+
+def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tiny_npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "nan"
+    train(tiny_config(tiny_npz, run, epochs=1, aggregate_components=0), progress=False)
+    before = load_checkpoint(run / "last.pt")
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        _train_with_lr(tiny_npz, run)
+    after = load_checkpoint(run / "last.pt")
+    assert after["epoch"] == before["epoch"] == 1
+
+
+def _train_with_lr(data: Path, run: Path) -> None:
+    """Resume the run with a learning rate so large that the loss overflows."""
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = 1e12
+    torch.save(state, run / "last.pt")
+    train(tiny_config(data, run, epochs=3, aggregate_components=0), resume=True, progress=False)

@@ -1,0 +1,44 @@
+"""Evaluation of a run or checkpoint: export it to a temporary artifact for the sample metrics, and
+compute the likelihood numbers, which need the encoder and so PyTorch."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvae_sdk.data import LabeledImages
+from training.export import export_generator, load_model
+from training.likelihood import estimate_nll
+
+
+def export_for_evaluation(source: Path, folder: Path, temperature: float | None) -> Path:
+    out = folder / "evaluated.onnx"
+    export_generator(source, out, temperature=1.0 if temperature is None else temperature)
+    return out
+
+
+def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int | None, binarized: bool,
+                      seed: int, progress: bool) -> dict[str, Any]:
+    """Test ELBO and importance-sampled -log p(x|y), under the training and the artifact prior."""
+    model, state = load_model(source)
+    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if binarized:  # one seeded binarisation, as in Burda et al.'s dynamically binarised MNIST
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+    report: dict[str, Any] = {"data": "binarized (seeded Bernoulli draw of each test pixel)" if binarized
+                              else "continuous [0, 1] pixels, Bernoulli likelihood (not comparable "
+                                   "to binarised-MNIST results)",
+                              "training_data_binarized": bool(state["train_config"].get("binarize"))}
+    report["training_prior"] = estimate_nll(model, x, y, k=k, seed=seed, progress=progress)
+    fit = state.get("aggregate_prior")
+    if fit is not None:
+        report["artifact_prior"] = estimate_nll(model, x, y, k=k, prior=fit, seed=seed, progress=progress)
+    return report
+
+
+def temporary_folder() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="cvae-eval-")
