@@ -31,6 +31,16 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     "conv32": {"train": ["--arch", "conv", "--latent-dim", "32"], "priors": ["aggregate"]},
     "conv16-mix4": {"train": ["--arch", "conv", "--aggregate-components", "4"], "priors": ["aggregate"]},
     "conv16-40ep": {"train": ["--arch", "conv", "--epochs", "40"], "priors": ["aggregate"]},
+    # "two-stage" variants: a smaller beta keeps more information in z (sharper decodes), and the
+    # post-hoc mixture prior then covers the codes that the encoder actually uses
+    "mlp16-b0.5-mix10": {"train": ["--beta", "0.5", "--aggregate-components", "10"], "priors": ["aggregate"]},
+    "mlp32-b0.25-mix10": {"train": ["--latent-dim", "32", "--beta", "0.25", "--aggregate-components", "10"],
+                          "priors": ["aggregate"]},
+    "conv16-mix10": {"train": ["--arch", "conv", "--aggregate-components", "10"], "priors": ["aggregate"]},
+    "conv16-b0.5-mix10": {"train": ["--arch", "conv", "--beta", "0.5", "--aggregate-components", "10"],
+                          "priors": ["aggregate"]},
+    "conv32-b0.25-mix10": {"train": ["--arch", "conv", "--latent-dim", "32", "--beta", "0.25",
+                                     "--aggregate-components", "10"], "priors": ["aggregate"]},
 }
 TEMPERATURES = (0.8, 0.9, 1.0)
 

@@ -22,10 +22,12 @@ def make_images(n: int, shape: tuple[int, int, int], classes: int, seed: int) ->
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
     c, h, w = shape
-    images = (rng.random((n, c, h, w)) * 60).astype(np.uint8)
+    images = (rng.random((n, c, h, w)) * 40).astype(np.uint8)
+    band = max(1, h // classes)
     for i, label in enumerate(labels):
         row = (label * h) // classes
-        images[i, :, row:row + max(1, h // classes), 1:w - 1] = 230
+        left, length = rng.integers(0, w // 2), rng.integers(w // 3, w)  # style the latent can carry
+        images[i, :, row:row + band, left:left + length] = rng.integers(150, 256)
     return images, labels.astype(np.int64)
 
 
@@ -81,6 +83,16 @@ def tiny_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
     out = tmp_path_factory.mktemp("models") / "tiny.onnx"
     export_generator(tiny_run, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.classifier import train_classifier
+
+    out = tmp_path_factory.mktemp("clf") / "clf.onnx"
+    scores = train_classifier(str(tiny_npz), out, epochs=4, progress=False)
+    assert scores["test_accuracy"] > 0.9
     return out
 
 

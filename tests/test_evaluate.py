@@ -28,16 +28,6 @@ def test_mean_pairwise_distance() -> None:
     assert mean_pairwise_distance(points, np.random.default_rng(0)) == pytest.approx(10.0 / 3.0)
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.classifier import train_classifier
-
-    out = tmp_path_factory.mktemp("clf") / "clf.onnx"
-    scores = train_classifier(str(tiny_npz), out, epochs=4, progress=False)
-    assert scores["test_accuracy"] > 0.9
-    return out
-
-
 def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, tiny_classifier: Path,
                                             tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"

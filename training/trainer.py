@@ -72,6 +72,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     elif (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".*.tmp"):  # temp files of writes that a kill cut short
+        stale.unlink()
     dataset = open_dataset(config.data, mirror=config.mirror)
     train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
     device = resolve_device(config.device)
