@@ -19,14 +19,8 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from cvae_sdk.artifact import (
-    INPUT_Y,
-    INPUT_Z,
-    OUTPUT,
-    ArtifactConfig,
-    ArtifactError,
-    parse_metadata,
-)
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
+from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.labels import LabelInput, parse_labels
 from cvae_sdk.providers import CPU, ProviderSpec, check_loaded, provider_name, requested_providers
 from cvae_sdk.sampling import prior_latents, request_key
@@ -127,21 +121,48 @@ class Generator:
         ``latents`` (N, latent_dim) replaces the prior draw; ``temperature`` scales the prior's
         spread (default: the artifact's ``default_temperature``).
         """
+        ids, z = self.prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
+                              latents=latents, output_type=output_type)
+        return self.package(self.render(z, ids, output_type), ids, z, output_type)
+
+    def prepare(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                temperature: float | None = None, latents: np.ndarray | None = None,
+                output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
+        """Validate a request and draw its latents: class ids (N,) and z (N, latent_dim) float32."""
         ids = self.sample_labels(labels, num_samples_per_label)
-        n = ids.shape[0]
-        temp = self._temperature(temperature)
-        fixed = None if latents is None else self._check_latents(latents, n)
-        key = request_key(rng) if fixed is None else np.zeros(2, dtype=np.uint64)
         _check_output_type(output_type)
+        if latents is not None:
+            return ids, self._check_latents(latents, ids.shape[0])
+        temp, key = self._temperature(temperature), request_key(rng)
+        if ids.shape[0] <= self._chunk:
+            return ids, prior_latents(self._config.prior, ids, key, 0, temp)
+        z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
+        for lo in range(0, ids.shape[0], self._chunk):  # bounded temporaries for huge requests
+            z[lo:lo + self._chunk] = prior_latents(self._config.prior, ids[lo:lo + self._chunk], key, lo, temp)
+        return ids, z
+
+    def render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> np.ndarray:
+        """Decode z (N, D) for class ids (N,) chunk by chunk into one (N, C, H, W) array."""
+        n = ids.shape[0]
+        if n <= self._chunk:
+            return self._convert(self.decode(z, self._eye[ids]), output_type)
         dtype = np.uint8 if output_type == "uint8" else np.float32
         samples = np.empty((n, *self._config.sample_shape), dtype=dtype)
-        codes = np.empty((n, self._config.latent_dim), dtype=np.float32)
         for lo in range(0, n, self._chunk):
             hi = min(n, lo + self._chunk)
-            z = fixed[lo:hi] if fixed is not None else self._draw(ids[lo:hi], key, lo, temp)
-            codes[lo:hi] = z
-            samples[lo:hi] = self._convert(self.decode(z, self._eye[ids[lo:hi]]), output_type)
-        return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, codes)
+            samples[lo:hi] = self._convert(self.decode(z[lo:hi], self._eye[ids[lo:hi]]), output_type)
+        return samples
+
+    def package(self, samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str,
+                start: int = 0) -> GenerationOutput:
+        """Wrap rendered samples as the requested output type."""
+        if output_type == "uint8" and samples.dtype != np.uint8:
+            samples = self._convert(samples, "uint8")
+        return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, z, start)
+
+    def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0) -> MicroBatcher:
+        """A micro-batcher that coalesces concurrent small requests into shared session runs."""
+        return MicroBatcher(self, max_batch=max_batch, max_delay_ms=max_delay_ms)
 
     def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                     temperature: float | None = None, output_type: OutputType = "np",
@@ -164,9 +185,8 @@ class Generator:
                 start: int, stop: int) -> Iterator[GenerationOutput]:
         for lo in range(start, stop, self._chunk):
             hi = min(stop, lo + self._chunk)
-            z = self._draw(ids[lo:hi], key, lo, temp)
-            images = self._convert(self.decode(z, self._eye[ids[lo:hi]]), output_type)
-            yield GenerationOutput(_to_pil(images) if output_type == "pil" else images, ids[lo:hi], z, lo)
+            z = prior_latents(self._config.prior, ids[lo:hi], key, lo, temp)
+            yield self.package(self.render(z, ids[lo:hi], output_type), ids[lo:hi], z, output_type, lo)
 
     def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
                     rng: Any = None, temperature: float | None = None,
@@ -190,9 +210,8 @@ class Generator:
         z = ((1 - t) * pair[0] + t * pair[1]).astype(np.float32)           # (S, D)
         y = (1 - t) * self._eye[ends[0]] + t * self._eye[ends[1]]          # (S, K)
         _check_output_type(output_type)
-        images = self._convert(self.decode(z, y.astype(np.float32)), output_type)
         labels = np.where(t[:, 0] < 0.5, ends[0], ends[1]).astype(np.int64)
-        return GenerationOutput(_to_pil(images) if output_type == "pil" else images, labels, z)
+        return self.package(self._convert(self.decode(z, y.astype(np.float32)), output_type), labels, z, output_type)
 
     def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
@@ -209,9 +228,6 @@ class Generator:
         return np.repeat(self.label_ids(labels), int(n))
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _draw(self, ids: np.ndarray, key: np.ndarray, start: int, temp: float) -> np.ndarray:
-        return prior_latents(self._config.prior, ids, key, start, temp)
-
     def _temperature(self, temperature: float | None) -> float:
         if temperature is None:
             return self._config.default_temperature

@@ -72,5 +72,5 @@ def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
         comp = np.minimum((u >= cdf).sum(axis=1), prior.num_components - 1)
     mean = prior.means[labels, comp]                                           # (N, D)
     tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
-    z: np.ndarray = mean + temperature * np.einsum("nij,nj->ni", tril, eps)
+    z: np.ndarray = mean + temperature * np.matmul(tril, eps[:, :, None])[:, :, 0]
     return z.astype(np.float32)

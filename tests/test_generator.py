@@ -154,3 +154,27 @@ def test_bad_model_files(tmp_path: Path, tiny_model: Path) -> None:
         Generator.from_pretrained(corrupt)
     with pytest.raises(ValueError, match="unknown|not available"):
         Generator.from_pretrained(tiny_model, providers=["NoSuchExecutionProvider"])
+
+
+def test_batcher_results_equal_generate_under_concurrency(gen: Generator) -> None:
+    requests = [((i % 3,), 1 + i % 3, i) for i in range(64)]
+    with gen.batcher(max_batch=32, max_delay_ms=5) as batcher:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+            futures = list(pool.map(lambda r: batcher.submit(list(r[0]), r[1], rng=r[2]), requests))
+        results = [f.result(timeout=60) for f in futures]
+    for (labels, n, seed), got in zip(requests, results, strict=True):
+        want = gen.generate(list(labels), n, rng=seed)
+        assert np.array_equal(got.samples, want.samples) and np.array_equal(got.latents, want.latents)
+        assert got.labels.tolist() == want.labels.tolist()
+
+
+def test_batcher_validates_in_the_caller_and_closes(gen: Generator) -> None:
+    batcher = gen.batcher(max_batch=4, max_delay_ms=1)
+    with pytest.raises(ValueError, match="out of range"):
+        batcher.submit(7)
+    assert batcher.submit(0, 2, rng=1, output_type="uint8").result(timeout=60).samples.dtype == np.uint8
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(0)
+    with pytest.raises(ValueError, match="max_batch"):
+        gen.batcher(max_batch=0)

@@ -1,0 +1,117 @@
+"""Dynamic micro-batching: many small concurrent requests share one onnxruntime call.
+
+In the spirit of Triton's dynamic batcher: a request waits at most ``max_delay_ms`` for others to
+join it, up to ``max_batch`` samples per call. Each caller gets a future whose result is exactly
+what ``Generator.generate`` returns for the same arguments: inputs are validated and latents drawn
+in the caller's thread, so a bad request fails there, at once.
+
+>>> with gen.batcher(max_batch=256, max_delay_ms=2) as batcher:   # doctest: +SKIP
+...     future = batcher.submit(3, rng=0)
+...     image = future.result().samples[0]
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cvae_sdk.generator import GenerationOutput, Generator, OutputType
+    from cvae_sdk.labels import LabelInput
+
+
+@dataclass
+class _Request:
+    labels: np.ndarray      # (n,) int64
+    latents: np.ndarray     # (n, D) float32
+    output_type: str
+    future: Future[GenerationOutput]
+
+
+class MicroBatcher:
+    """Coalesces ``submit`` calls from many threads into batched session runs on one worker thread."""
+
+    def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        if not max_delay_ms >= 0:
+            raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
+        self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="cvae-sdk-batcher", daemon=True)
+        self._worker.start()
+
+    def submit(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+               temperature: float | None = None, output_type: OutputType = "np") -> Future[GenerationOutput]:
+        """Queue a request; the future resolves to the same output ``generate`` would give."""
+        ids, latents = self._gen.prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
+                                         output_type=output_type)
+        future: Future[GenerationOutput] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
+            self._queue.put(_Request(ids, latents, output_type, future))
+        return future
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._worker.join()
+
+    def __enter__(self) -> MicroBatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- worker ------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        pending: _Request | None = None
+        while True:
+            first = pending if pending is not None else self._queue.get()
+            pending = None
+            if first is None:
+                return
+            batch, size = [first], first.labels.shape[0]
+            deadline = time.perf_counter() + self._delay
+            while size < self._max_batch:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+                except queue.Empty:
+                    break
+                if item is None or size + item.labels.shape[0] > self._max_batch:
+                    pending = item  # starts the next batch (or stops the worker after this one)
+                    if item is None:
+                        self._finish(batch)
+                        return
+                    break
+                batch.append(item)
+                size += item.labels.shape[0]
+            self._finish(batch)
+
+    def _finish(self, batch: list[_Request]) -> None:
+        try:
+            labels = np.concatenate([r.labels for r in batch])
+            images = self._gen.render(np.concatenate([r.latents for r in batch]), labels)  # float32
+        except Exception as err:  # hand the failure to every waiting caller
+            for request in batch:
+                request.future.set_exception(err)
+            return
+        start = 0
+        for request in batch:
+            stop = start + request.labels.shape[0]
+            out = self._gen.package(images[start:stop], request.labels, request.latents, request.output_type)
+            request.future.set_result(out)
+            start = stop
