@@ -41,6 +41,7 @@ class TrainConfig:
     mirror: str | None = None
     aggregate_components: int = 1
     binarize: bool = False
+    classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
 
     def __post_init__(self) -> None:
         checks = [

@@ -61,6 +61,9 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1.0,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = False,
+    classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) that logs label fidelity "
+                                                         "each epoch (default: the shipped one if it fits the data).")
+                          ] = None,
     warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")] = 0.0,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = 0.1,
     aggregate_components: Annotated[int, typer.Option(
@@ -79,7 +82,8 @@ def train(
                          conv_channels=conv_channels, prior=prior, likelihood=likelihood, epochs=epochs,
                          batch_size=batch_size, lr=lr, beta=beta, warmup_epochs=warmup_epochs,
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
-                         aggregate_components=aggregate_components, binarize=binarize)
+                         aggregate_components=aggregate_components, binarize=binarize,
+                         classifier=classifier)
     result = get_backend(backend).train(config, resume=resume, progress=_progress_enabled(quiet))
     typer.echo(json.dumps({"run_dir": str(result.run_dir), "best_checkpoint": str(result.best_checkpoint),
                            "epochs": result.epochs_completed, "best_val_elbo": result.best_val_elbo}))
@@ -263,6 +267,35 @@ def classifier(
 
     typer.echo(json.dumps({"classifier": str(out), **train_classifier(data, out, epochs=epochs, seed=seed,
                                                                        progress=not quiet)}))
+
+
+@app.command()
+@friendly_errors
+def bench(
+    model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
+    int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine.")] = None,
+    threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
+    batch: Annotated[list[int] | None, typer.Option(help="Batch sizes (default 1 16 256 4096 65536).")] = None,
+    engine: Annotated[list[str] | None, typer.Option(help="Engines to run (default: all that apply).")] = None,
+    min_seconds: Annotated[float, typer.Option(help="Timed seconds per engine and batch size.")] = 1.0,
+    out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
+) -> None:
+    """Benchmark sampling: PyTorch eager/compile vs the SDK (fp32, int8, CUDA), same weights."""
+    from cvae_sdk.bench import BATCHES, format_table, plot, run_benchmark
+    from cvae_sdk.generator import shipped_model_path
+
+    path = model or shipped_model_path()
+    report = run_benchmark(path, int8_model=int8_model, threads=threads, batches=tuple(batch or BATCHES),
+                           engines=tuple(engine) if engine else None, min_seconds=min_seconds)
+    typer.echo(format_table(report))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+        try:
+            plot(report, out_dir / "bench.png")
+        except ImportError:
+            typer.echo("matplotlib is not installed: no plot", err=True)
+    typer.echo(json.dumps(report))
 
 
 def main() -> None:

@@ -17,6 +17,14 @@ def parse_labels(labels: LabelInput, class_names: Sequence[str]) -> np.ndarray:
     ``ValueError`` for empty input, ids outside [0, K-1] or unknown names.
     """
     k = len(class_names)
+    if type(labels) is int and 0 <= labels < k:  # the common single-label request, without the loop
+        return np.array([labels], dtype=np.int64)
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.ndim == 1 and labels.size:
+        low, high = int(labels.min()), int(labels.max())  # vectorised path for large id arrays
+        if low < 0 or high >= k:
+            bad = low if low < 0 else high
+            raise ValueError(f"label {bad} is out of range; labels must lie in [0, {k - 1}]")
+        return labels.astype(np.int64)
     items = _as_list(labels)
     if not items:
         raise ValueError("labels is empty; pass at least one label")

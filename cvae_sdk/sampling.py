@@ -14,6 +14,7 @@ import numpy as np
 from cvae_sdk.artifact import Prior
 
 BLOCK = 1024
+MASK64 = (1 << 64) - 1
 NORMAL_STREAM, COMPONENT_STREAM = 0, 1
 
 
@@ -23,9 +24,11 @@ def request_key(rng: Any) -> np.ndarray:
     An int seed always gives the same key; a ``Generator`` is advanced, so repeated calls differ.
     """
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"rng seed must be >= 0, got {rng}")
-        return np.random.SeedSequence(int(rng)).generate_state(2, np.uint64)
+        seed = int(rng)
+        if not 0 <= seed < 1 << 128:
+            raise ValueError(f"rng seed must lie in [0, 2**128), got {rng}")
+        # Philox is keyed directly by the seed: counter-based streams need no hashing of the key
+        return np.array([seed & MASK64, seed >> 64], dtype=np.uint64)
     try:
         generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     except (TypeError, ValueError) as err:

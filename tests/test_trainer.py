@@ -83,3 +83,25 @@ def _train_with_lr(data: Path, run: Path) -> None:
         group["lr"] = 1e12
     torch.save(state, run / "last.pt")
     train(tiny_config(data, run, epochs=3, aggregate_components=0), resume=True, progress=False)
+
+
+def test_label_fidelity_is_logged_and_ignored_labels_warn(tiny_npz: Path, tiny_classifier: Path,
+                                                          tmp_path: Path) -> None:
+    healthy = train(tiny_config(tiny_npz, tmp_path / "ok", epochs=8, batch_size=16, lr=3e-3,
+                                classifier=str(tiny_classifier), aggregate_components=0), progress=False)
+    assert all(0.0 <= r["label_fidelity"] <= 1.0 for r in healthy.history)
+    assert healthy.history[-1]["label_fidelity"] > 0.9
+    # labels shuffled against the images: the decoder learns to ignore them, and the guard-rail says so
+    with np.load(tiny_npz) as archive:
+        images, labels = archive["images"], archive["labels"]
+    shuffled = tmp_path / "shuffled.npz"
+    np.savez(shuffled, images=images, labels=np.random.default_rng(0).permutation(labels))
+    with pytest.warns(UserWarning, match="the label is being ignored"):
+        train(tiny_config(shuffled, tmp_path / "bad", epochs=8, batch_size=16, lr=3e-3,
+                          classifier=str(tiny_classifier), aggregate_components=0), progress=False)
+
+
+def test_posterior_collapse_warns(tiny_npz: Path, tmp_path: Path) -> None:
+    # a huge beta makes every KL term too expensive: no latent unit stays active
+    with pytest.warns(UserWarning, match="posterior collapse"):
+        train(tiny_config(tiny_npz, tmp_path / "collapsed", beta=50.0, aggregate_components=0), progress=False)

@@ -22,7 +22,8 @@ import torch
 
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.backends import TrainConfig, TrainResult
-from cvae_sdk.data import LabeledImages, open_dataset
+from cvae_sdk.data import Dataset, LabeledImages, open_dataset
+from cvae_sdk.evaluate import EvalClassifier, default_classifier
 from cvae_sdk.progress import progress_bar
 from training.aggregate import fit_aggregate_prior
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
@@ -30,11 +31,23 @@ from training.model import CVAE, ModelConfig
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024
+LABEL_CHECK_PER_CLASS = 100
+IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def guard_classifier(config: TrainConfig, dataset: Dataset) -> EvalClassifier | None:
+    """The classifier that watches label fidelity: --classifier, else the shipped one if it fits the data."""
+    if config.classifier is not None:
+        return EvalClassifier.load(config.classifier)
+    try:
+        return default_classifier(dataset)
+    except ValueError:
+        return None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,6 +95,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     generator = torch.Generator().manual_seed(config.seed)
     loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir)
     loop.class_names = list(dataset.class_names)
+    loop.classifier = guard_classifier(config, dataset)
     if resume:
         loop.restore(state)
     return loop.run(progress)
@@ -105,6 +119,7 @@ class _Loop:
         self.partial: dict[str, Any] | None = None  # mid-epoch position after a Ctrl-C checkpoint
         self.class_names: list[str] = []
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
+        self.classifier: EvalClassifier | None = None
 
     # --- state ----------------------------------------------------------------------------------
     def restore(self, state: dict[str, Any]) -> None:
@@ -151,7 +166,9 @@ class _Loop:
         record["epoch"] = self.epoch
         self.history.append(record)
         _append_metric(self.run_dir, record)
+        record.update(self.label_check())
         _warn_on_collapse(record, self.model.cfg.latent_dim)
+        _warn_on_ignored_label(record)
         if record["val_elbo"] > self.best:
             self.best = record["val_elbo"]
             save_checkpoint(self.state(), self.run_dir / BEST)
@@ -225,6 +242,20 @@ class _Loop:
                 "kl_per_dim": (kl_dims / n).tolist(),
                 "active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum())}
 
+    @torch.no_grad()
+    def label_check(self) -> dict[str, Any]:
+        """Share of prior samples the classifier assigns to the requested label (None without one)."""
+        if self.classifier is None:
+            return {"label_fidelity": None}
+        cfg = self.model.cfg
+        noise = torch.Generator().manual_seed(self.config.seed + 4)
+        y = torch.arange(cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
+        mean, logvar = self.model.prior(y)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=noise)
+        images = self.model.decode(z.to(self.device), y.to(self.device)).cpu().numpy()
+        predicted, _ = self.classifier.predict(images)
+        return {"label_fidelity": float((predicted == y.numpy()).mean())}
+
     def finish(self) -> None:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
         if self.config.aggregate_components > 0:
@@ -243,6 +274,14 @@ def _warn_on_collapse(record: dict[str, Any], latent_dim: int) -> None:
     if record["active_units"] == 0:
         warnings.warn(f"posterior collapse at epoch {record['epoch']}: no active latent units of "
                       f"{latent_dim}; lower --beta or add --warmup-epochs", stacklevel=2)
+
+
+def _warn_on_ignored_label(record: dict[str, Any]) -> None:
+    fidelity = record.get("label_fidelity")
+    if fidelity is not None and fidelity < IGNORED_LABEL_FIDELITY:
+        warnings.warn(f"the label is being ignored at epoch {record['epoch']}: the classifier recognises the "
+                      f"requested label in only {fidelity:.0%} of prior samples; try a smaller --latent-dim, "
+                      "a larger --beta or --warmup-epochs", stacklevel=2)
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,306 @@
+"""Sampling throughput: the SDK against PyTorch on the same weights, in one run.
+
+Each engine runs in its own subprocess, so its peak RSS is its own. For every batch size the
+engine is warmed up, then called repeatedly; samples/s comes from the median call. The roofline
+ratio divides achieved FLOP/s (FLOPs per sample counted from the ONNX graph) by a float32 GEMM
+measured in the same run with the same threads.
+
+Engines: ``sdk-fp32``, ``sdk-int8`` (given an int8 artifact), ``torch-eager`` and
+``torch-compile`` (need the [train] extra; the decoder is rebuilt from the artifact's own
+initializers), and on CUDA machines ``torch-cuda`` and ``sdk-cuda``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BATCHES = (1, 16, 256, 4096, 65536)
+CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
+CUDA_ENGINES = ("torch-cuda", "sdk-cuda")
+
+
+def time_calls(call: Callable[[], object], min_seconds: float, max_calls: int, warmup: int) -> list[float]:
+    """Seconds per call after ``warmup`` calls, for at least 5 calls and ``min_seconds`` in all."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < max_calls and (len(times) < 5 or time.perf_counter() - started < min_seconds):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def gemm_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Median float32 GEMM FLOP/s in a subprocess with ``threads`` BLAS threads."""
+    code = ("import numpy as np, time, statistics\n"
+            f"a = np.random.default_rng(0).standard_normal(({n}, {n}), dtype=np.float32); b = a.T.copy()\n"
+            "a @ b\nts = []\n"
+            f"for _ in range({repeats}):\n    t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)\n"
+            f"print(2 * {n}**3 / statistics.median(ts))")
+    env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(done.stdout.strip())
+
+
+def flops_per_sample(model: Path) -> float:
+    """Multiply-adds x 2 per sample of every Gemm/MatMul/Conv/ConvTranspose in the graph (needs onnx)."""
+    import onnx
+    from onnx import shape_inference
+
+    graph = shape_inference.infer_shapes(onnx.load(str(model))).graph
+    shapes: dict[str, list[int]] = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0: dynamic
+              for v in [*graph.value_info, *graph.input, *graph.output]}
+    shapes.update({init.name: list(init.dims) for init in graph.initializer})
+    total = 0.0
+    for node in graph.node:
+        if node.op_type in ("Gemm", "MatMul", "MatMulInteger"):
+            w = shapes[node.input[1]]
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            k, n = (w[1], w[0]) if trans_b else (w[-2], w[-1])
+            total += 2.0 * k * n
+        elif node.op_type in ("Conv", "ConvTranspose"):
+            w, out, inp = shapes[node.input[1]], shapes[node.output[0]], shapes[node.input[0]]
+            spatial = math.prod(out[2:] if node.op_type == "Conv" else inp[2:])
+            total += 2.0 * math.prod(w) * spatial  # the weight holds Cout*Cin/g*kh*kw (Cin*Cout/g*kh*kw)
+    return total
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+# --- engines (run inside the worker subprocess) ---------------------------------------------------
+
+Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
+
+
+def _sdk_engine(model: Path, threads: int, providers: list[str]) -> Engine:
+    from cvae_sdk.generator import Generator
+
+    gen = Generator.from_pretrained(model, providers=providers, threads=threads)
+    k = gen.config.num_classes
+
+    def make(batch: int) -> Callable[[], object]:
+        labels = np.arange(batch) % k
+        return lambda: gen.generate(labels, 1, rng=0)
+
+    return make, gen.providers
+
+
+def _torch_engine(model: Path, threads: int, device: str, compiled: bool) -> Engine:
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from cvae_sdk.generator import Generator
+    from training.export import GenerativePath
+    from training.model import CVAE, ModelConfig
+
+    torch.set_num_threads(threads)
+    config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
+    module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
+    graph = onnx.load(str(model)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    module.load_state_dict({k: v for k, v in weights.items() if k in module.state_dict()}, strict=True)
+    module = module.eval().to(device)
+    run = torch.compile(module) if compiled else module
+    prior = config.prior
+    means = torch.from_numpy(prior.means[:, 0]).float().to(device)          # (K, D), one component
+    trils = torch.from_numpy(prior.scale_tril[:, 0]).float().to(device)     # (K, D, D)
+    eye = torch.eye(config.num_classes, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def make(batch: int) -> Callable[[], object]:
+        y = torch.arange(batch, device=device) % config.num_classes
+
+        def call() -> object:
+            with torch.inference_mode():
+                eps = torch.randn((batch, config.latent_dim, 1), generator=generator, device=device)
+                z = means[y] + (trils[y] @ eps)[:, :, 0]
+                out = run(z, eye[y])
+                return out.cpu().numpy()
+
+        return call
+
+    return make, [f"torch-{device}{'-compiled' if compiled else ''}"]
+
+
+def worker(engine: str, model: Path, threads: int, batches: list[int], min_seconds: float) -> list[dict[str, Any]]:
+    """Measure one engine; called in a fresh subprocess by :func:`run_benchmark`."""
+    if engine in ("sdk-fp32", "sdk-int8"):
+        make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
+    elif engine == "sdk-cuda":
+        make, providers = _sdk_engine(model, threads, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    else:
+        make, providers = _torch_engine(model, threads, "cuda" if engine == "torch-cuda" else "cpu",
+                                        compiled=engine == "torch-compile")
+    rows = []
+    for batch in batches:
+        call = make(batch)
+        times = time_calls(call, min_seconds, max_calls=5000 if batch <= 16 else 1000, warmup=3 if batch < 65536 else 1)
+        median = float(np.median(times))
+        rows.append({"engine": engine, "batch": batch, "samples_per_s": batch / median,
+                     "p50_us": median * 1e6, "p99_us": float(np.percentile(times, 99)) * 1e6, "calls": len(times),
+                     "peak_rss_mb": peak_rss_mb(), "providers": providers})
+    return rows
+
+
+def batcher_benchmark(model: Path, threads: int, callers: int = 64, per_caller: int = 40,
+                      max_batch: int = 256, max_delay_ms: float = 2.0) -> dict[str, Any]:
+    """``callers`` threads each asking for one image at a time: direct ``generate`` vs the batcher."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cvae_sdk.generator import Generator
+
+    gen = Generator.from_pretrained(model, providers=["CPUExecutionProvider"], threads=threads)
+    k = gen.config.num_classes
+
+    def direct(caller: int) -> None:
+        for i in range(per_caller):
+            gen.generate((caller + i) % k, 1, rng=caller * per_caller + i)
+
+    def batched(caller: int, batcher: Any) -> None:
+        futures = []
+        for i in range(per_caller):
+            futures.append(batcher.submit((caller + i) % k, 1, rng=caller * per_caller + i))
+            futures[-1].result()  # one request in flight per caller, as in a web handler
+
+    results = {}
+    for mode in ("direct", "batcher"):
+        with ThreadPoolExecutor(max_workers=callers) as pool:
+            if mode == "direct":
+                list(pool.map(direct, range(2)))  # warm-up
+                t0 = time.perf_counter()
+                list(pool.map(direct, range(callers)))
+            else:
+                with gen.batcher(max_batch=max_batch, max_delay_ms=max_delay_ms) as batcher:
+                    list(pool.map(lambda c: batched(c, batcher), range(2)))
+                    t0 = time.perf_counter()
+                    list(pool.map(lambda c: batched(c, batcher), range(callers)))
+            results[mode] = callers * per_caller / (time.perf_counter() - t0)
+    return {"callers": callers, "requests": callers * per_caller, "direct_samples_per_s": results["direct"],
+            "batcher_samples_per_s": results["batcher"], "speedup": results["batcher"] / results["direct"],
+            "max_batch": max_batch, "max_delay_ms": max_delay_ms}
+
+
+def _in_subprocess(code: str) -> Any:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(model: Path, *, int8_model: Path | None = None, threads: int = 2,
+                  batches: tuple[int, ...] = BATCHES, engines: tuple[str, ...] | None = None,
+                  min_seconds: float = 1.0) -> dict[str, Any]:
+    """Every engine on the same weights, one subprocess each; returns the whole report."""
+    import onnxruntime as ort
+
+    if engines is None:
+        engines = CPU_ENGINES + (CUDA_ENGINES if "CUDAExecutionProvider" in ort.get_available_providers() else ())
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for engine in engines:
+        path = int8_model if engine == "sdk-int8" else model
+        if path is None:
+            skipped[engine] = "no int8 artifact (export with --int8, pass --int8-model)"
+            continue
+        args = f"{engine!r}, Path({str(path)!r}), {threads}, {list(batches)!r}, {min_seconds}"
+        code = ("import json; from pathlib import Path; from cvae_sdk.bench import worker; "
+                f"print(json.dumps(worker({args})))")
+        result = _in_subprocess(code)
+        if isinstance(result, dict):
+            skipped[engine] = result["error"]
+        else:
+            rows.extend(result)
+    gemm = gemm_flops(threads)
+    try:
+        flops = {str(model): flops_per_sample(model)}
+        if int8_model is not None:
+            flops[str(int8_model)] = flops_per_sample(int8_model)
+    except ImportError:
+        flops = {}
+    for row in rows:
+        per_sample = flops.get(str(int8_model if row["engine"] == "sdk-int8" else model))
+        row["roofline_ratio"] = row["samples_per_s"] * per_sample / gemm if per_sample else None
+    batcher = _in_subprocess(f"import json; from pathlib import Path; from cvae_sdk.bench import batcher_benchmark; "
+                             f"print(json.dumps(batcher_benchmark(Path({str(model)!r}), {threads})))")
+    return {"benchmark": "sampling_throughput", "model": str(model),
+            "int8_model": str(int8_model) if int8_model else None, "threads": threads, "machine": machine(),
+            "gemm_flops_per_s": gemm, "flops_per_sample": flops.get(str(model)),
+            "roofline_samples_per_s": gemm / flops[str(model)] if flops else None,
+            "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows)}
+
+
+def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """SDK throughput over PyTorch eager (and int8 over fp32), per batch size, within this run."""
+    rate = {(r["engine"], r["batch"]): r["samples_per_s"] for r in rows}
+    pairs = {"sdk-fp32/torch-eager": ("sdk-fp32", "torch-eager"), "sdk-int8/sdk-fp32": ("sdk-int8", "sdk-fp32"),
+             "sdk-cuda/torch-cuda": ("sdk-cuda", "torch-cuda")}
+    out: dict[str, dict[str, float]] = {}
+    for name, (a, b) in pairs.items():
+        values = {str(batch): rate[(a, batch)] / rate[(b, batch)] for (engine, batch) in rate
+                  if engine == a and (b, batch) in rate}
+        if values:
+            out[name] = values
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"{'engine':<14}{'batch':>7}{'samples/s':>12}{'p50 us':>11}{'p99 us':>11}{'RSS MB':>9}{'roofline':>10}"]
+    for r in report["rows"]:
+        roof = f"{r['roofline_ratio']:.2f}" if r.get("roofline_ratio") is not None else "-"
+        lines.append(f"{r['engine']:<14}{r['batch']:>7}{r['samples_per_s']:>12.0f}{r['p50_us']:>11.1f}"
+                     f"{r['p99_us']:>11.1f}{r['peak_rss_mb']:>9.0f}{roof:>10}")
+    for engine, why in report["skipped"].items():
+        lines.append(f"{engine:<14} skipped: {why}")
+    b = report["batcher"]
+    if "speedup" in b:
+        lines.append(f"batcher: {b['callers']} concurrent single-image callers: {b['direct_samples_per_s']:.0f} -> "
+                     f"{b['batcher_samples_per_s']:.0f} samples/s ({b['speedup']:.1f}x)")
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], out: Path) -> None:
+    """samples/s against batch size, one line per engine (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for engine in dict.fromkeys(r["engine"] for r in report["rows"]):
+        pts = [(r["batch"], r["samples_per_s"]) for r in report["rows"] if r["engine"] == engine]
+        ax.plot(*zip(*pts, strict=True), marker="o", label=engine)
+    if report.get("roofline_samples_per_s"):
+        ax.axhline(report["roofline_samples_per_s"], color="grey", linestyle="--", label="fp32 GEMM roofline")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="samples/s",
+           title=f"Sampling throughput, {report['threads']} threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
