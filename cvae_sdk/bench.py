@@ -31,13 +31,14 @@ CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
 CUDA_ENGINES = ("torch-cuda", "sdk-cuda")
 
 
-def time_calls(call: Callable[[], object], min_seconds: float, max_calls: int, warmup: int) -> list[float]:
-    """Seconds per call after ``warmup`` calls, for at least 5 calls and ``min_seconds`` in all."""
+def time_calls(call: Callable[[], object], min_seconds: float, max_calls: int, warmup: int,
+               min_calls: int = 5) -> list[float]:
+    """Seconds per call after ``warmup`` calls, for at least ``min_calls`` calls and ``min_seconds``."""
     for _ in range(warmup):
         call()
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < max_calls and (len(times) < 5 or time.perf_counter() - started < min_seconds):
+    while len(times) < max_calls and (len(times) < min_calls or time.perf_counter() - started < min_seconds):
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
@@ -161,7 +162,9 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
     rows = []
     for batch in batches:
         call = make(batch)
-        times = time_calls(call, min_seconds, max_calls=5000 if batch <= 16 else 1000, warmup=3 if batch < 65536 else 1)
+        huge = batch >= 65536  # one call can take seconds: fewer, still median-of-several
+        times = time_calls(call, min_seconds, max_calls=5000 if batch <= 16 else 1000, warmup=1 if huge else 3,
+                           min_calls=3 if huge else 5)
         median = float(np.median(times))
         rows.append({"engine": engine, "batch": batch, "samples_per_s": batch / median,
                      "p50_us": median * 1e6, "p99_us": float(np.percentile(times, 99)) * 1e6, "calls": len(times),

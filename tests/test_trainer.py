@@ -90,6 +90,7 @@ def test_label_fidelity_is_logged_and_ignored_labels_warn(tiny_npz: Path, tiny_c
     healthy = train(tiny_config(tiny_npz, tmp_path / "ok", epochs=8, batch_size=16, lr=3e-3,
                                 classifier=str(tiny_classifier), aggregate_components=0), progress=False)
     assert all(0.0 <= r["label_fidelity"] <= 1.0 for r in healthy.history)
+    assert [r["label_fidelity"] for r in _metrics(tmp_path / "ok")] == [r["label_fidelity"] for r in healthy.history]
     assert healthy.history[-1]["label_fidelity"] > 0.9
     # labels shuffled against the images: the decoder learns to ignore them, and the guard-rail says so
     with np.load(tiny_npz) as archive:

@@ -33,10 +33,15 @@ def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int |
                               else "continuous [0, 1] pixels, Bernoulli likelihood (not comparable "
                                    "to binarised-MNIST results)",
                               "training_data_binarized": bool(state["train_config"].get("binarize"))}
-    report["training_prior"] = estimate_nll(model, x, y, k=k, seed=seed, progress=progress)
-    fit = state.get("aggregate_prior")
-    if fit is not None:
-        report["artifact_prior"] = estimate_nll(model, x, y, k=k, prior=fit, seed=seed, progress=progress)
+    priors: dict[str, dict[str, torch.Tensor] | None] = {"training_prior": None}
+    if state.get("aggregate_prior") is not None:
+        priors["artifact_prior"] = state["aggregate_prior"]
+    full_x, full_y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
+    if binarized:
+        full_x = torch.bernoulli(full_x, generator=torch.Generator().manual_seed(seed))
+    elbo = estimate_nll(model, full_x, full_y, k=1, priors=priors, seed=seed, progress=progress)
+    report["test_elbo"] = {name: {"elbo": v["elbo"], "images": v["images"]} for name, v in elbo.items()}
+    report.update(estimate_nll(model, x, y, k=k, priors=priors, seed=seed, progress=progress))
     return report
 
 

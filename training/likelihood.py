@@ -34,15 +34,20 @@ def prior_log_prob(model: CVAE, prior: dict[str, torch.Tensor] | None, z: torch.
 
 @torch.no_grad()
 def estimate_nll(model: CVAE, x: torch.Tensor, y: torch.Tensor, *, k: int = 1000,
-                 prior: dict[str, torch.Tensor] | None = None, seed: int = 0,
-                 progress: bool = True) -> dict[str, Any]:
-    """Mean test ELBO (k = 1 term) and importance-sampled -log p(x|y) over images x (N, C, H, W)."""
+                 priors: dict[str, dict[str, torch.Tensor] | None] | None = None, seed: int = 0,
+                 progress: bool = True) -> dict[str, dict[str, Any]]:
+    """ELBO and importance-sampled -log p(x|y) per image, averaged over images x (N, C, H, W).
+
+    ``priors`` names the priors to score (``None`` is the training prior); all share one set of
+    importance samples and decoder passes.
+    """
     if k < 1:
         raise ValueError(f"k (importance samples) must be >= 1, got {k}")
+    priors = {"training_prior": None} if priors is None else priors
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     batch = max(1, MAX_ROWS // k)
-    nll_sum, elbo_sum = 0.0, 0.0
+    sums = {name: [0.0, 0.0] for name in priors}  # (sum of -log p(x|y), sum of ELBO)
     with progress_bar(x.shape[0], f"-log p(x|y), k={k}", progress) as bar:
         for start in range(0, x.shape[0], batch):
             xb, yb = x[start:start + batch], y[start:start + batch]
@@ -53,10 +58,10 @@ def estimate_nll(model: CVAE, x: torch.Tensor, y: torch.Tensor, *, k: int = 1000
             logits = model.decode_logits(z.flatten(0, 1), yb.repeat(k))         # (S*B, C, H, W)
             log_px = -model.recon_nll(logits, xb.repeat(k, 1, 1, 1)).view(k, -1)  # (S, B)
             log_q = Normal(mu, std).log_prob(z).sum(-1)                         # (S, B)
-            log_w = log_px + prior_log_prob(model, prior, z, yb) - log_q        # (S, B)
-            nll_sum -= float((torch.logsumexp(log_w, 0) - math.log(k)).sum())
-            elbo_sum += float(log_w[0].sum())
+            for name, prior in priors.items():
+                log_w = log_px + prior_log_prob(model, prior, z, yb) - log_q    # (S, B)
+                sums[name][0] -= float((torch.logsumexp(log_w, 0) - math.log(k)).sum())
+                sums[name][1] += float(log_w[0].sum())
             bar.advance(xb.shape[0])
     n = x.shape[0]
-    return {"nll": nll_sum / n, "elbo": elbo_sum / n, "k": k, "images": n,
-            "prior": "training" if prior is None else "artifact"}
+    return {name: {"nll": nll / n, "elbo": elbo / n, "k": k, "images": n} for name, (nll, elbo) in sums.items()}

@@ -164,9 +164,9 @@ class _Loop:
         self.epoch += 1
         record.update(self.validate())
         record["epoch"] = self.epoch
+        record.update(self.label_check())
         self.history.append(record)
         _append_metric(self.run_dir, record)
-        record.update(self.label_check())
         _warn_on_collapse(record, self.model.cfg.latent_dim)
         _warn_on_ignored_label(record)
         if record["val_elbo"] > self.best:
