@@ -101,6 +101,14 @@ def test_unwritable_out_and_missing_model(tiny_model: Path, tmp_path: Path) -> N
     assert done.returncode == 2 and ".png" in done.stderr
 
 
+@pytest.mark.parametrize("name", ["x.png", "x.npy", "x.npz"])
+def test_unwritable_out_is_one_line(tiny_model: Path, name: str) -> None:
+    # /proc refuses new files even for root, for whom permission bits do not apply
+    done = cvae("sample", "--model", str(tiny_model), "--label", "0", "--n", "2", "--out", f"/proc/{name}")
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_train_refuses_existing_run_and_bad_data(tiny_run: Path, tiny_npz: Path, tmp_path: Path) -> None:
     done = cvae("train", "--data", str(tiny_npz), "--out", str(tiny_run), "--quiet")
     assert done.returncode == 2 and "--resume" in done.stderr
