@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
+from cvae_sdk import bench
 from cvae_sdk.backends import TrainConfig
 from training.trainer import train
 
@@ -25,12 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "training_throughput.jso
 
 
 def machine() -> dict[str, object]:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    return {**bench.machine(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def main() -> None:

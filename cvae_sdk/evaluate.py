@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from cvae_sdk.data import Dataset, LabeledImages
-from cvae_sdk.generator import Generator
+from cvae_sdk.generator import Generator, shipped_file
 from cvae_sdk.images import labelled_grid
 
 CLASSIFIER_KEY = "cvae_sdk_classifier"
@@ -72,17 +71,9 @@ class EvalClassifier:
         return np.concatenate(preds), np.concatenate(feats)
 
 
-def shipped_classifier_path() -> Path | None:
-    for candidate in (Path(str(resources.files("cvae_sdk") / "exported" / SHIPPED_CLASSIFIER)),
-                      Path(__file__).resolve().parent.parent / "exported" / SHIPPED_CLASSIFIER):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def default_classifier(dataset: Dataset) -> EvalClassifier:
     """The shipped MNIST classifier, if it was trained for this data; else a clear error."""
-    path = shipped_classifier_path()
+    path = shipped_file(SHIPPED_CLASSIFIER)
     if path is not None:
         clf = EvalClassifier.load(path)
         if clf.meta.get("data_fingerprint") == dataset_fingerprint(dataset):

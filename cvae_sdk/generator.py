@@ -41,15 +41,22 @@ class GenerationOutput:
     start: int = 0          # index of the first sample within its request (chunks, shards)
 
 
-def shipped_model_path() -> Path:
-    """The default MNIST model: package data in a wheel, ``exported/`` in a source checkout."""
-    candidates = [Path(str(resources.files("cvae_sdk") / "exported" / SHIPPED_MODEL)),
-                  Path(__file__).resolve().parent.parent / "exported" / SHIPPED_MODEL]
-    for candidate in candidates:
+def shipped_file(name: str) -> Path | None:
+    """A file of ``exported/``: package data in a wheel, the folder itself in a source checkout."""
+    for candidate in (Path(str(resources.files("cvae_sdk") / "exported" / name)),
+                      Path(__file__).resolve().parent.parent / "exported" / name):
         if candidate.is_file():
             return candidate
-    raise ValueError(f"the shipped model {SHIPPED_MODEL} is missing from this installation "
-                     f"(looked in {[str(c) for c in candidates]}); reinstall cvae-sdk or pass a path")
+    return None
+
+
+def shipped_model_path() -> Path:
+    """The default MNIST model."""
+    path = shipped_file(SHIPPED_MODEL)
+    if path is None:
+        raise ValueError(f"the shipped model {SHIPPED_MODEL} is missing from this installation; "
+                         "reinstall cvae-sdk or pass a model path")
+    return path
 
 
 class Generator:
