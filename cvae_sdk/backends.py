@@ -18,6 +18,10 @@ ENTRY_POINT_GROUP = "cvae_sdk.training_backends"
 BUILTIN_BACKENDS = {"torch": "training.backend:TorchBackend"}
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; a backend stops and keeps its last good checkpoint."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs besides the model architecture; saved with the weights."""

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
+from cvae_sdk.backends import TrainingDiverged
+
 app = typer.Typer(help="Train, export, sample, evaluate and benchmark conditional VAEs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,6 +36,9 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ValueError, TypeError, ImportError, OSError) as err:
             raise _fail(str(err)) from None
+        except TrainingDiverged as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: a checkpoint was saved; continue with --resume", err=True)
             raise typer.Exit(130) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,9 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tiny_npz: Path, tmp
         _train_with_lr(tiny_npz, run)
     after = load_checkpoint(run / "last.pt")
     assert after["epoch"] == before["epoch"] == 1
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(tiny_npz), "--out", str(run),
+                           "--epochs", "3", "--resume", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("error: loss became") and "Traceback" not in done.stderr
 
 
 def _train_with_lr(data: Path, run: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.backends import TrainConfig, TrainResult
+from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages, open_dataset
 from cvae_sdk.evaluate import EvalClassifier, default_classifier
 from cvae_sdk.progress import progress_bar
@@ -34,10 +34,6 @@ EVAL_BATCH = 1024
 LABEL_CHECK_PER_CLASS = 100
 IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def guard_classifier(config: TrainConfig, dataset: Dataset) -> EvalClassifier | None:
