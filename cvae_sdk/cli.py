@@ -252,9 +252,11 @@ def _artifact_for(source: Path, temperature: float | None) -> Iterator[Path]:
     if source.suffix == ".onnx":
         yield source
         return
-    from training.evaluation import export_for_evaluation, temporary_folder
+    import tempfile
 
-    with temporary_folder() as folder:
+    from training.evaluation import export_for_evaluation
+
+    with tempfile.TemporaryDirectory(prefix="cvae-eval-") as folder:
         yield export_for_evaluation(source, Path(folder), temperature)
 
 

@@ -3,7 +3,6 @@ compute the likelihood numbers, which need the encoder and so PyTorch."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int |
                       seed: int, progress: bool) -> dict[str, Any]:
     """Test ELBO and importance-sampled -log p(x|y), under the training and the artifact prior."""
     model, state = load_model(source)
-    x, y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    full_x, full_y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
     if binarized:  # one seeded binarisation, as in Burda et al.'s dynamically binarised MNIST
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed))
+        full_x = torch.bernoulli(full_x, generator=torch.Generator().manual_seed(seed))
+    x, y = (full_x, full_y) if limit is None else (full_x[:limit], full_y[:limit])
     report: dict[str, Any] = {"data": "binarized (seeded Bernoulli draw of each test pixel)" if binarized
                               else "continuous [0, 1] pixels, Bernoulli likelihood (not comparable "
                                    "to binarised-MNIST results)",
@@ -36,14 +34,7 @@ def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int |
     priors: dict[str, dict[str, torch.Tensor] | None] = {"training_prior": None}
     if state.get("aggregate_prior") is not None:
         priors["artifact_prior"] = state["aggregate_prior"]
-    full_x, full_y = torch.from_numpy(test.images), torch.from_numpy(test.labels)
-    if binarized:
-        full_x = torch.bernoulli(full_x, generator=torch.Generator().manual_seed(seed))
     elbo = estimate_nll(model, full_x, full_y, k=1, priors=priors, seed=seed, progress=progress)
     report["test_elbo"] = {name: {"elbo": v["elbo"], "images": v["images"]} for name, v in elbo.items()}
     report.update(estimate_nll(model, x, y, k=k, priors=priors, seed=seed, progress=progress))
     return report
-
-
-def temporary_folder() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="cvae-eval-")
