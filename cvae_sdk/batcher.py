@@ -78,11 +78,11 @@ class MicroBatcher:
 
     # --- worker ------------------------------------------------------------------------------------
     def _run(self) -> None:
-        pending: _Request | None = None
+        carry: _Request | None = None  # a request that did not fit the last batch starts the next
         while True:
-            first = pending if pending is not None else self._queue.get()
-            pending = None
-            if first is None:
+            first = carry if carry is not None else self._queue.get()
+            carry = None
+            if first is None:  # close() was called and everything before it is done
                 return
             batch, size = [first], first.labels.shape[0]
             deadline = time.perf_counter() + self._delay
@@ -91,11 +91,11 @@ class MicroBatcher:
                     item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
                 except queue.Empty:
                     break
-                if item is None or size + item.labels.shape[0] > self._max_batch:
-                    pending = item  # starts the next batch (or stops the worker after this one)
-                    if item is None:
-                        self._finish(batch)
-                        return
+                if item is None:
+                    self._finish(batch)
+                    return
+                if size + item.labels.shape[0] > self._max_batch:
+                    carry = item
                     break
                 batch.append(item)
                 size += item.labels.shape[0]

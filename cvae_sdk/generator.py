@@ -218,7 +218,7 @@ class Generator:
         y = (1 - t) * self._eye[ends[0]] + t * self._eye[ends[1]]          # (S, K)
         _check_output_type(output_type)
         labels = np.where(t[:, 0] < 0.5, ends[0], ends[1]).astype(np.int64)
-        return self.package(self._convert(self.decode(z, y.astype(np.float32)), output_type), labels, z, output_type)
+        return self.package(self.decode(z, y.astype(np.float32)), labels, z, output_type)  # package converts
 
     def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
