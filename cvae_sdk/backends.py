@@ -83,6 +83,12 @@ class TrainResult:
     epochs_completed: int
     best_val_elbo: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    primary: bool = True  # False on the ranks > 0 of a distributed run, which write nothing
+
+    def summary(self) -> dict[str, Any]:
+        """The one JSON line ``cvae-sdk train`` prints."""
+        return {"run_dir": str(self.run_dir), "best_checkpoint": str(self.best_checkpoint),
+                "epochs": self.epochs_completed, "best_val_elbo": self.best_val_elbo}
 
 
 @runtime_checkable

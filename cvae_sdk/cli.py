@@ -62,7 +62,7 @@ def train(
     prior: Annotated[Literal["learned", "standard"], typer.Option(help="p(z|y) during training.")] = "learned",
     likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(help="p(x|z,y).")] = "bernoulli",
     epochs: Annotated[int, typer.Option(help="Epochs to train (in total, when resuming).")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size (global: split across --nproc processes).")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1.0,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = False,
@@ -78,6 +78,8 @@ def train(
     backend: Annotated[str, typer.Option(help="Training backend (entry-point name).")] = "torch",
     mirror: Annotated[str | None, typer.Option(help="Base URL of an MNIST mirror for --data mnist.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (DDP under torchrun; "
+                                            "gloo on CPU, NCCL on GPU).")] = 1,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a CVAE; writes checkpoints, metrics.jsonl and loss_curve.png into --out."""
@@ -89,9 +91,16 @@ def train(
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
                          aggregate_components=aggregate_components, binarize=binarize,
                          classifier=classifier)
+    if nproc != 1:
+        from training.distributed import launch
+
+        status = launch(backend, config, nproc=nproc, resume=resume, progress=_progress_enabled(quiet))
+        if status != 0:
+            raise typer.Exit(status)
+        return
     result = get_backend(backend).train(config, resume=resume, progress=_progress_enabled(quiet))
-    typer.echo(json.dumps({"run_dir": str(result.run_dir), "best_checkpoint": str(result.best_checkpoint),
-                           "epochs": result.epochs_completed, "best_val_elbo": result.best_val_elbo}))
+    if result.primary:
+        typer.echo(json.dumps(result.summary()))
 
 
 @app.command()

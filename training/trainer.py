@@ -2,7 +2,8 @@
 
 Randomness comes from one ``torch.Generator`` seeded from the config (batch order and the
 reparameterisation noise); its state is saved in every checkpoint, so ``--resume`` continues the
-same stream, including from a checkpoint taken mid-epoch by Ctrl-C.
+same stream, including from a checkpoint taken mid-epoch by Ctrl-C. Under torchrun the same loop
+runs data-parallel on DDP (see :mod:`training.distributed`): ``batch_size`` is the global batch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cvae_sdk.evaluate import EvalClassifier, default_classifier
 from cvae_sdk.progress import progress_bar
 from training.aggregate import fit_aggregate_prior
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown
 from training.model import CVAE, ModelConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -71,38 +73,54 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
         return CVAE(model_cfg)
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a CVAE as ``config`` says and return where the run's files are."""
+def preflight(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict[str, Any] | None, Dataset]:
+    """The checks that fail before any work: the run folder, the checkpoint to resume, the data."""
     run_dir = Path(config.out)
+    state = None
     if resume:
         state = load_checkpoint(run_dir / LAST)
         saved = TrainConfig.from_dict(state["train_config"])
         config = replace(saved, epochs=config.epochs, device=config.device)
     elif (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.glob(".*.tmp"):  # temp files of writes that a kill cut short
-        stale.unlink()
-    dataset = open_dataset(config.data, mirror=config.mirror)
-    train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
+    resolve_device(config.device)
+    return config, state, open_dataset(config.data, mirror=config.mirror)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a CVAE as ``config`` says and return where the run's files are."""
+    config, state, dataset = preflight(config, resume)
+    run_dir = Path(config.out)
     device = resolve_device(config.device)
-    model = build_model(config, train_split.image_shape, dataset.num_classes).to(device)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir)
-    loop.class_names = list(dataset.class_names)
-    loop.classifier = guard_classifier(config, dataset)
-    if resume:
-        loop.restore(state)
-    return loop.run(progress)
+    # Every rank has passed the same checks on the same inputs before the first collective call.
+    context = setup(device)
+    try:
+        if context.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in run_dir.glob(".*.tmp"):  # temp files of writes that a kill cut short
+                stale.unlink()
+        device = rank_device(device, context)
+        train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
+        model = build_model(config, train_split.image_shape, dataset.num_classes).to(device)
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        generator = torch.Generator().manual_seed(config.seed)
+        loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir, context)
+        loop.class_names = list(dataset.class_names)
+        loop.classifier = guard_classifier(config, dataset) if context.is_main else None
+        if state is not None:
+            loop.restore(state)
+        return loop.run(progress and context.is_main)
+    finally:
+        teardown(context)
 
 
 class _Loop:
     def __init__(self, config: TrainConfig, model: CVAE, optimizer: torch.optim.Optimizer,
                  generator: torch.Generator, device: torch.device, train_split: LabeledImages,
-                 val_split: LabeledImages, run_dir: Path) -> None:
+                 val_split: LabeledImages, run_dir: Path, context: DistContext) -> None:
         self.config, self.model, self.optimizer, self.generator = config, model, optimizer, generator
-        self.device, self.run_dir = device, run_dir
+        self.device, self.run_dir, self.context = device, run_dir, context
+        self.net: torch.nn.Module = model  # what the training step calls: the model, or its DDP wrapper
         self.x = torch.from_numpy(train_split.images).to(device)  # (N, C, H, W)
         self.y = torch.from_numpy(train_split.labels).to(device)  # (N,)
         val_x = torch.from_numpy(val_split.images)
@@ -125,7 +143,8 @@ class _Loop:
         self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
         self.partial = state.get("partial")
         self.history = [r for r in _read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
-        _write_metrics(self.run_dir, self.history)  # drop lines a kill left past the checkpoint
+        if self.context.is_main:
+            _write_metrics(self.run_dir, self.history)  # drop lines a kill left past the checkpoint
 
     def state(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -136,6 +155,11 @@ class _Loop:
 
     # --- loop -------------------------------------------------------------------------------------
     def run(self, progress: bool) -> TrainResult:
+        if self.context.distributed:  # built after restore(), so every rank starts from the same weights
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         try:
@@ -144,9 +168,10 @@ class _Loop:
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
-        self.finish()
+        if self.context.is_main:
+            self.finish()
         return TrainResult(self.run_dir, self.run_dir / BEST, self.run_dir / LAST, self.epoch,
-                           self.best, self.history)
+                           self.best, self.history, primary=self.context.is_main)
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.interrupted = True
@@ -155,9 +180,13 @@ class _Loop:
         try:
             record = self.train_epoch(progress)
         except KeyboardInterrupt:
-            save_checkpoint(self.state(self.partial), self.run_dir / LAST)
+            if self.context.is_main:
+                save_checkpoint(self.state(self.partial), self.run_dir / LAST)
             raise
         self.epoch += 1
+        if not self.context.is_main:  # rank 0 validates and writes; the others go on to the next epoch
+            return
+        record["world_size"] = self.context.world_size
         record.update(self.validate())
         record["epoch"] = self.epoch
         record.update(self.label_check())
@@ -183,24 +212,16 @@ class _Loop:
             bar.advance(self.partial["step"])
             while self.partial["step"] < steps:
                 step = self.partial["step"]
-                idx = perm[step * bs:(step + 1) * bs].to(self.device)
-                eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)
-                x = self.x[idx]
-                if self.config.binarize:  # dynamic binarisation: a fresh Bernoulli draw per visit
-                    x = torch.bernoulli(x.cpu(), generator=self.generator).to(self.device)
-                terms = self.model(x, self.y[idx], eps.to(self.device), self.beta_at(step / steps))
-                if not torch.isfinite(terms.loss):
+                stats = self.train_step(perm[step * bs:(step + 1) * bs], step / steps)
+                if stats[3] > 0:
                     raise TrainingDiverged(
-                        f"loss became {terms.loss.item()} at epoch {self.epoch + 1}, step {step}; the last "
+                        f"loss became non-finite at epoch {self.epoch + 1}, step {step}; the last "
                         f"good checkpoint in {self.run_dir} is kept. Lower --lr or --beta and --resume")
-                self.optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
                 self.optimizer.step()
-                sums += torch.tensor([terms.loss.item(), terms.recon.item(), terms.kl.item()],
-                                     dtype=torch.float64) * idx.shape[0]
+                sums += stats[:3]
                 self.partial["step"] = step + 1
                 self.partial["seconds"] = time.perf_counter() - started
-                if self.interrupted:
+                if stats[4] > 0:
                     raise KeyboardInterrupt
                 seen = min(n, (step + 1) * bs)
                 bar.advance(1, f"loss {sums[0] / seen:.2f} recon {sums[1] / seen:.2f} "
@@ -210,6 +231,33 @@ class _Loop:
         loss, recon, kl = (sums / n).tolist()
         return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
                 "seconds": seconds, "samples_per_s": n / seconds}
+
+    def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> torch.Tensor:
+        """Forward and backward on this rank's part of the global batch ``idx`` (B,).
+
+        Returns, summed over ranks: loss, recon and KL times examples, then the counts of ranks
+        whose loss is not finite and of ranks that saw Ctrl-C. Gradients are left for the step.
+        """
+        eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)  # (B, D)
+        part = rank_slice(idx.shape[0], self.context)
+        if self.config.binarize:  # dynamic binarisation: a fresh draw per visit, over the global batch
+            x = torch.bernoulli(self.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
+        else:
+            x = self.x[idx[part].to(self.device)]
+        n_part = x.shape[0]
+        if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
+            part, x = slice(0, 1), self.x[idx[:1].to(self.device)]
+        terms = self.net(x.to(self.device), self.y[idx[part].to(self.device)], eps[part].to(self.device),
+                         self.beta_at(epoch_fraction))
+        losses = torch.stack([terms.loss, terms.recon, terms.kl]).detach().cpu().double() * n_part
+        flags = [float(not torch.isfinite(terms.loss)), float(self.interrupted)]
+        stats = all_sum(torch.cat([losses, torch.tensor(flags, dtype=torch.float64)]), self.context)
+        if stats[3] == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            # DDP averages gradients over ranks; weighting by the part's share makes that the batch mean.
+            weight = n_part * self.context.world_size / idx.shape[0] if self.context.distributed else 1.0
+            (terms.loss * weight).backward()
+        return stats
 
     def beta_at(self, epoch_fraction: float) -> float:
         if self.config.warmup_epochs <= 0:
