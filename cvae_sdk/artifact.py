@@ -85,7 +85,8 @@ def parse_metadata(props: dict[str, str], where: str = "model") -> ArtifactConfi
     """Validate ``metadata_props`` against the schema and build an :class:`ArtifactConfig`."""
     if METADATA_KEY not in props:
         raise ArtifactError(f"{where} is not a cvae-sdk artifact: its metadata has no {METADATA_KEY!r} "
-                            f"entry (found keys {sorted(props)}); export it with `cvae-sdk export`")
+                            f"entry (found keys {sorted(props)}); export it with `cvae-sdk export`, or wrap a decoder "
+                            "trained elsewhere with `cvae-sdk wrap`")
     try:
         doc = json.loads(props[METADATA_KEY])
     except json.JSONDecodeError as err:

@@ -199,6 +199,51 @@ def info(
 
 @app.command()
 @friendly_errors
+def validate(
+    model: Annotated[Path, typer.Argument(help="Any .onnx file to check against the artifact contract.")],
+) -> None:
+    """Check a model against the artifact contract (metadata, signature, real runs); exit 1 if it fails."""
+    from cvae_sdk.contract import validate_artifact
+
+    report = validate_artifact(model)
+    for check in report.checks:
+        typer.echo(f"{'ok' if check.ok else 'FAIL':>4}  {check.name:<18} {check.detail}")
+    typer.echo(report.to_json())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def wrap(
+    source: Annotated[Path, typer.Argument(help="A decoder trained elsewhere, as ONNX: (z, one-hot y) -> pixels.")],
+    out: Annotated[Path, typer.Option(help="Artifact to write (.onnx).")],
+    sample_shape: Annotated[str, typer.Option(help="C,H,W of one sample, e.g. 1,28,28.")],
+    class_names: Annotated[str | None, typer.Option(help="Comma-separated names, in y's column order.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Number of classes, named 0..K-1.")] = None,
+    z_input: Annotated[str | None, typer.Option(help="Name of the latent input (default: guessed by width).")] = None,
+    y_input: Annotated[str | None, typer.Option(help="Name of the one-hot label input.")] = None,
+    output: Annotated[str | None, typer.Option(help="Name of the pixel output, if there are several.")] = None,
+    logits: Annotated[bool, typer.Option(help="The output is logits: append a Sigmoid.")] = False,
+    temperature: Annotated[float, typer.Option(help="Default sampling temperature stored in the artifact.")] = 1.0,
+) -> None:
+    """Wrap a foreign decoder as an artifact with a N(0, I) prior per label; validated before it is written."""
+    from cvae_sdk.wrap import wrap_decoder
+
+    if (class_names is None) == (num_classes is None):
+        raise ValueError("pass exactly one of --class-names a,b,c or --num-classes K")
+    names = class_names.split(",") if class_names is not None else [str(i) for i in range(num_classes or 0)]
+    try:
+        shape = [int(part) for part in sample_shape.split(",")]
+    except ValueError:
+        raise ValueError(f"--sample-shape must be C,H,W integers, got {sample_shape!r}") from None
+    path = wrap_decoder(source, out, class_names=names, sample_shape=shape, z_input=z_input, y_input=y_input,
+                        output=output, logits=logits, temperature=temperature)
+    typer.echo(json.dumps({"artifact": str(path), "bytes": path.stat().st_size}))
+
+
+@app.command()
+@friendly_errors
 def evaluate(
     source: Annotated[Path, typer.Argument(help="Artifact (.onnx), run folder or checkpoint (.pt).")],
     data: Annotated[str, typer.Option(help="Dataset with a test split (IDX folder, .npz or 'mnist').")],

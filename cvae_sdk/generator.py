@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
 from cvae_sdk.batcher import MicroBatcher
+from cvae_sdk.contract import graph_problems
 from cvae_sdk.labels import LabelInput, parse_labels
 from cvae_sdk.providers import CPU, ProviderSpec, check_loaded, provider_name, requested_providers
 from cvae_sdk.sampling import prior_latents, request_key
@@ -99,7 +100,9 @@ class Generator:
             raise ArtifactError(f"{model_path} is not a loadable ONNX model ({err})") from err
         check_loaded(requested, session.get_providers(), auto=providers == "auto")
         config = parse_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))
-        _check_graph(session, config, model_path)
+        problems = graph_problems(session, config)
+        if problems:
+            raise ArtifactError(f"{model_path}: " + "; ".join(problems))
         return cls(session, config, model_path, chunk_size)
 
     @property
@@ -280,22 +283,3 @@ def _to_pil(images: np.ndarray) -> list[Any]:
     as_uint8 = images if images.dtype == np.uint8 else Generator._convert(images, "uint8")
     hwc = as_uint8.transpose(0, 2, 3, 1)  # (N, H, W, C)
     return [Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img) for img in hwc]
-
-
-def _check_graph(session: ort.InferenceSession, config: ArtifactConfig, path: Path) -> None:
-    """The graph's inputs and output must agree with the metadata."""
-    inputs = {i.name: i.shape for i in session.get_inputs()}
-    outputs = {o.name: o.shape for o in session.get_outputs()}
-    want = {INPUT_Z: config.latent_dim, INPUT_Y: config.num_classes}
-    if set(inputs) != set(want) or OUTPUT not in outputs:
-        raise ArtifactError(f"{path}: graph inputs {sorted(inputs)} / outputs {sorted(outputs)} do not "
-                            f"follow the contract (inputs z, y; output samples)")
-    for name, width in want.items():
-        shape = inputs[name]
-        if len(shape) != 2 or shape[1] != width:
-            raise ArtifactError(f"{path}: input {name!r} has shape {shape} but the metadata says "
-                                f"(N, {width}); the metadata is inconsistent with the graph")
-    out_shape = outputs[OUTPUT]
-    if len(out_shape) != 4 or tuple(out_shape[1:]) != tuple(config.sample_shape):
-        raise ArtifactError(f"{path}: output shape {out_shape} disagrees with sample_shape "
-                            f"{config.sample_shape} in the metadata")
