@@ -55,7 +55,7 @@ def test_shard_recipe_concatenates_to_the_single_run(tmp_path: Path) -> None:
     words = command.split()
     shard_at = words.index("--shard")
     single = words[:shard_at] + words[shard_at + 2:]
-    single[single.index("--out") + 1] = str(whole)
+    single = single[:single.index("--out")] + ["--out", str(whole)]  # --out comes last
     done = subprocess.run([sys.executable, "-m", "cvae_sdk", *single[1:]], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
