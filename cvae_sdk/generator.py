@@ -28,7 +28,9 @@ from cvae_sdk.sampling import prior_latents, request_key
 
 OutputType = Literal["np", "uint8", "pil"]
 OUTPUT_TYPES = ("np", "uint8", "pil")
-DEFAULT_CHUNK = 4096
+# Rows per session run for large requests. On CPU, 1,024 rows run as fast as 4,096 with a quarter of
+# the activation memory (the shipped conv decoder: ~90 MB vs ~350 MB); a GPU takes larger ones.
+CPU_CHUNK, GPU_CHUNK = 1024, 65536
 SHIPPED_MODEL = "mnist-cvae.onnx"
 
 
@@ -64,7 +66,7 @@ class Generator:
     """Samples images for chosen labels. Safe to share between threads."""
 
     def __init__(self, session: ort.InferenceSession, config: ArtifactConfig, model_path: Path,
-                 chunk_size: int = DEFAULT_CHUNK) -> None:
+                 chunk_size: int = CPU_CHUNK) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self._session, self._config, self._model_path = session, config, model_path
@@ -75,11 +77,12 @@ class Generator:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, *,
                         providers: str | Sequence[ProviderSpec] = "auto", threads: int | None = None,
-                        chunk_size: int = DEFAULT_CHUNK) -> Generator:
+                        chunk_size: int | None = None) -> Generator:
         """Load an artifact (default: the shipped MNIST model) into an onnxruntime session.
 
         ``providers`` is ``"auto"`` (CUDA only if it really loads, else CPU) or an explicit
         list; a requested provider that did not load raises ``ProviderUnavailableError``.
+        ``chunk_size`` bounds the rows of one session run (default 1,024 on CPU, 65,536 on GPU).
         """
         model_path = shipped_model_path() if path is None else Path(path)
         if not model_path.is_file():
@@ -103,6 +106,8 @@ class Generator:
         problems = graph_problems(session, config)
         if problems:
             raise ArtifactError(f"{model_path}: " + "; ".join(problems))
+        if chunk_size is None:
+            chunk_size = CPU_CHUNK if session.get_providers()[0] == CPU else GPU_CHUNK
         return cls(session, config, model_path, chunk_size)
 
     @property

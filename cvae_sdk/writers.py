@@ -1,4 +1,4 @@
-"""Writing samples to disk: PNG grids, streamed ``.npy`` (memmap, bounded memory) and ``.npz``.
+"""Writing samples to disk: PNG grids, streamed ``.npy`` (bounded memory) and ``.npz``.
 
 Every file is written atomically: a failure leaves no half-written file at the target path.
 """
@@ -73,22 +73,26 @@ def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
 
 def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
                 temperature: float | None, dtype: str, start: int, stop: int, progress: bool) -> None:
-    """Fill a memory-mapped .npy chunk by chunk, with labels in a ``.labels.npy`` beside it."""
+    """Append chunks to a .npy after its header, with labels in a ``.labels.npy`` beside it.
+
+    Plain sequential writes, not a memory map: written pages belong to the page cache, not to this
+    process, so peak RSS stays at a few chunks whatever ``--n`` is.
+    """
     shape = (stop - start, *gen.config.sample_shape)
     labels_out = out.with_name(out.stem + ".labels.npy")
     output_type = "uint8" if dtype == "uint8" else "np"
     chunks = gen.iter_chunks(labels, n, rng=seed, temperature=temperature,  # validates eagerly
                              output_type=output_type, start=start, stop=stop)  # type: ignore[arg-type]
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
     with atomic_path(out) as tmp, atomic_path(labels_out) as tmp_labels:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         label_ids = np.empty(stop - start, dtype=np.int64)
-        with progress_bar(stop - start, f"sampling {out.name}", progress and stop - start > 1) as bar:
+        with tmp.open("wb") as handle, \
+                progress_bar(stop - start, f"sampling {out.name}", progress and stop - start > 1) as bar:
+            np.lib.format.write_array_header_1_0(handle, header)
             for chunk in chunks:
                 lo, hi = chunk.start - start, chunk.start - start + chunk.labels.shape[0]
-                array[lo:hi] = chunk.samples
+                handle.write(np.ascontiguousarray(chunk.samples, dtype=np.dtype(dtype)).data)
                 label_ids[lo:hi] = chunk.labels
                 bar.advance(hi - lo)
-        array.flush()
-        del array
         with tmp_labels.open("wb") as handle:
             np.save(handle, label_ids)
