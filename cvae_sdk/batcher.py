@@ -52,6 +52,9 @@ class MicroBatcher:
     def submit(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                temperature: float | None = None, output_type: OutputType = "np") -> Future[GenerationOutput]:
         """Queue a request; the future resolves to the same output ``generate`` would give."""
+        if output_type == "device":
+            raise ValueError("the batcher splits shared runs into host arrays; output_type='device' is for "
+                             "Generator.generate and iter_chunks")
         ids, latents = self._gen.prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
                                          output_type=output_type)
         future: Future[GenerationOutput] = Future()

@@ -41,6 +41,17 @@ def requested_providers(providers: str | Sequence[ProviderSpec], available: Sequ
     return specs
 
 
+def cuda_options(spec: ProviderSpec, *, graphs: bool) -> ProviderSpec:
+    """A bare ``CUDAExecutionProvider`` gets the fast-path options; explicit (name, options) are kept.
+
+    HEURISTIC cuDNN algorithm search: the default exhaustive search reruns for every new batch
+    shape. ``enable_cuda_graph`` turns on one captured graph per batch bucket (see fastpath).
+    """
+    if spec != CUDA:
+        return spec
+    return (CUDA, {"cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1" if graphs else "0"})
+
+
 def check_loaded(requested: Sequence[ProviderSpec], in_use: Sequence[str], auto: bool) -> None:
     """Raise if an explicitly requested provider did not load (auto may fall back to CPU)."""
     if auto:

@@ -18,6 +18,8 @@ gen = Generator.from_pretrained()
 out = gen.generate([3, 7], num_samples_per_label=2, rng=0)
 assert 'site-packages' in str(gen.model_path), gen.model_path
 assert out.samples.shape == (4, 1, 28, 28)
+from cvae_sdk.fastpath import TO_UINT8
+assert TO_UINT8.is_file() and 'site-packages' in str(TO_UINT8), TO_UINT8
 print('OK', gen.model_path.name, 'torch' in sys.modules)
 """
 
