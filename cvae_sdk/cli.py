@@ -112,23 +112,26 @@ def export(
         help="Prior to ship: auto takes the aggregate-posterior fit when the run has one.")] = "auto",
     temperature: Annotated[float, typer.Option(help="Default sampling temperature stored in the artifact.")] = 1.0,
     backend: Annotated[str, typer.Option(help="Training backend that made the run.")] = "torch",
-    int8: Annotated[bool, typer.Option(help="Also write an int8 artifact (dynamic quantisation) beside --out, "
+    int8: Annotated[bool, typer.Option(help="Also write an int8 artifact (static quantisation) beside --out, "
                                             "if it keeps label fidelity within 0.3 points.")] = False,
-    classifier: Annotated[Path | None, typer.Option(help="Evaluation classifier for the int8 gate.")] = None,
-    data: Annotated[str | None, typer.Option(help="Dataset whose shipped classifier gates int8.")] = None,
+    fp16: Annotated[bool, typer.Option(help="Also write a float16 artifact (a GPU lever) beside --out, "
+                                            "if it keeps label fidelity within 0.3 points.")] = False,
+    classifier: Annotated[Path | None, typer.Option(help="Evaluation classifier for the int8/fp16 gate.")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset whose shipped classifier gates int8/fp16.")] = None,
 ) -> None:
     """Export the generative path (prior + decoder) to one ONNX file, after a parity check."""
     from cvae_sdk.backends import get_backend
 
-    clf = _gate_classifier(classifier, data) if int8 else None  # fail before any work
+    variants = [name for name, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
+    clf = _gate_classifier(classifier, data) if variants else None  # fail before any work
     path = get_backend(backend).export(source, out, prior=prior, temperature=temperature)
     summary: dict[str, Any] = {"artifact": str(path), "bytes": path.stat().st_size}
-    if clf is not None:
-        from training.quantize import quantize_artifact
+    for variant in variants:
+        from training.quantize import quantize_artifact, variant_path
 
-        int8_path = path.with_name(path.stem + ".int8.onnx")
-        summary["int8"] = {"artifact": str(int8_path), **quantize_artifact(path, int8_path, clf)}
-        summary["int8"]["bytes"] = int8_path.stat().st_size
+        target = variant_path(path, variant)  # type: ignore[arg-type]
+        gate = quantize_artifact(path, target, clf, variant=variant)  # type: ignore[arg-type]
+        summary[variant] = {"artifact": str(target), **gate, "bytes": target.stat().st_size}
     typer.echo(json.dumps(summary))
 
 
@@ -138,8 +141,8 @@ def _gate_classifier(classifier: Path | None, data: str | None) -> Any:
     if classifier is not None:
         return EvalClassifier.load(classifier)
     if data is None:
-        raise ValueError("--int8 needs --classifier CLF.onnx (or --data PATH to use the shipped classifier) "
-                         "for its accuracy gate")
+        raise ValueError("--int8/--fp16 need --classifier CLF.onnx (or --data PATH to use the shipped "
+                         "classifier) for their accuracy gate")
     from cvae_sdk.data import open_dataset
 
     return default_classifier(open_dataset(data))

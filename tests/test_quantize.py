@@ -1,42 +1,69 @@
-"""int8 export: a real dynamic quantisation behind a label-fidelity gate that can refuse to write."""
+"""Reduced-precision variants: int8 (static quantisation, calibrated on the prior) and fp16,
+behind a label-fidelity gate that can refuse to write."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from typer.testing import CliRunner
 
 import training.quantize as quantize_module
 from cvae_sdk import Generator
 from cvae_sdk.cli import app
+from cvae_sdk.contract import validate_artifact
 
 
-def test_int8_export_passes_gate_and_serves(tiny_run: Path, tiny_classifier: Path, tmp_path: Path) -> None:
-    out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(out), "--int8", "--classifier",
-                                      str(tiny_classifier)])
+@pytest.fixture(scope="module")
+def variants(tiny_run: Path, tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("variants") / "m.onnx"
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(out), "--int8", "--fp16",
+                                      "--classifier", str(tiny_classifier)])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
-    int8 = Path(summary["int8"]["artifact"])
-    assert int8.name == "m.int8.onnx" and summary["int8"]["passed"]
-    assert summary["int8"]["fidelity_drop"] <= 0.003
-    gen = Generator.from_pretrained(int8)
-    assert gen.config.quantization == "int8-dynamic"
+    summary: dict = json.loads(result.output.strip().splitlines()[-1])  # type: ignore[type-arg]
+    return summary
+
+
+@pytest.mark.parametrize(("variant", "tag"), [("int8", "int8-static"), ("fp16", "fp16")])
+def test_variant_passes_gate_and_serves(variants: dict, variant: str, tag: str) -> None:  # type: ignore[type-arg]
+    path = Path(variants[variant]["artifact"])
+    assert path.name == f"m.{variant}.onnx" and variants[variant]["passed"]
+    assert variants[variant]["fidelity_drop"] <= 0.003
+    assert validate_artifact(path).ok  # the contract (float32 z, y -> samples) is unchanged
+    gen = Generator.from_pretrained(path)
+    assert gen.config.quantization == tag
     assert gen.generate([0, 1], 2, rng=0).samples.shape == (4, 1, 12, 12)
 
 
-def test_failed_gate_writes_no_int8_file(tiny_run: Path, tiny_classifier: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fp16_computes_in_half_precision(variants: dict) -> None:  # type: ignore[type-arg]
+    fp16, fp32 = Path(variants["fp16"]["artifact"]), Path(variants["artifact"])
+    weights = [t for t in onnx.load(str(fp16)).graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert weights and not [t for t in onnx.load(str(fp16)).graph.initializer
+                            if t.data_type == onnx.TensorProto.FLOAT]
+    def weight_bytes(path: Path) -> int:
+        return sum(len(t.raw_data) for t in onnx.load(str(path)).graph.initializer)
+
+    assert weight_bytes(fp16) < 0.55 * weight_bytes(fp32)
+    a = Generator.from_pretrained(fp16).generate([0, 1, 2], 50, rng=4).samples
+    b = Generator.from_pretrained(fp32).generate([0, 1, 2], 50, rng=4).samples
+    assert a.dtype == np.float32 and 0 < np.abs(a - b).max() < 2e-2
+
+
+@pytest.mark.parametrize("variant", ["int8", "fp16"])
+def test_failed_gate_writes_no_file(tiny_run: Path, tiny_classifier: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
     monkeypatch.setattr(quantize_module, "MAX_FIDELITY_DROP", -1.0)  # a gate nothing can pass
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), "--int8",
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), f"--{variant}",
                                       "--classifier", str(tiny_classifier)])
-    assert result.exit_code == 2 and "int8 accuracy gate failed" in result.output
-    assert not (tmp_path / "m.int8.onnx").exists()
+    assert result.exit_code == 2 and f"{variant} accuracy gate failed" in result.output
+    assert not (tmp_path / f"m.{variant}.onnx").exists()
 
 
-def test_int8_without_a_classifier_is_refused_before_work(tiny_run: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), "--int8"])
-    assert result.exit_code == 2 and "--classifier" in result.output
-    assert list(tmp_path.iterdir()) == []
+def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, tmp_path: Path) -> None:
+    for flag in ("--int8", "--fp16"):
+        result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), flag])
+        assert result.exit_code == 2 and "--classifier" in result.output
+        assert list(tmp_path.iterdir()) == []
