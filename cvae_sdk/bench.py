@@ -7,7 +7,11 @@ measured in the same run with the same threads.
 
 Engines: ``sdk-fp32``, ``sdk-int8`` (given an int8 artifact), ``torch-eager`` and
 ``torch-compile`` (need the [train] extra; the decoder is rebuilt from the artifact's own
-initializers), and on CUDA machines ``torch-cuda`` and ``sdk-cuda``.
+initializers), and on CUDA machines ``torch-cuda`` (eager, output copied to the host) against
+the SDK's CUDA fast path: ``sdk-cuda`` (float32 to the host), ``sdk-cuda-uint8`` (converted on the
+device, a quarter of the bytes), ``sdk-cuda-device`` (output kept on the GPU) and
+``sdk-cuda-fp16`` (a float16 artifact, output kept on the GPU). CUDA roofline ratios use a GEMM
+timed with torch on the same GPU (float32 without TF32; float16 for the fp16 engine).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import numpy as np
 
 BATCHES = (1, 16, 256, 4096, 65536)
 CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
-CUDA_ENGINES = ("torch-cuda", "sdk-cuda")
+CUDA_ENGINES = ("torch-cuda", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
+SDK_OUTPUT = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device", "sdk-cuda-fp16": "device"}
 
 
 def time_calls(call: Callable[[], object], min_seconds: float, max_calls: int, warmup: int,
@@ -59,6 +64,20 @@ def gemm_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
     env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return float(done.stdout.strip())
+
+
+def gemm_flops_cuda(dtype: str, n: int = 8192, repeats: int = 10) -> float | None:
+    """Median GEMM FLOP/s on the GPU with torch (``float32`` without TF32, or ``float16``); None without one."""
+    code = ("import torch, time, statistics\n"
+            "assert torch.cuda.is_available()\n"
+            "torch.backends.cuda.matmul.allow_tf32 = False\n"
+            f"a = torch.randn({n}, {n}, device='cuda', dtype=torch.{dtype}); b = torch.randn_like(a)\n"
+            "a @ b; torch.cuda.synchronize(); ts = []\n"
+            f"for _ in range({repeats}):\n"
+            "    t = time.perf_counter(); a @ b; torch.cuda.synchronize(); ts.append(time.perf_counter() - t)\n"
+            f"print(2 * {n}**3 / statistics.median(ts))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return float(done.stdout.strip()) if done.returncode == 0 else None
 
 
 def flops_per_sample(model: Path) -> float:
@@ -99,7 +118,7 @@ def machine() -> dict[str, Any]:
 Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
 
 
-def _sdk_engine(model: Path, threads: int, providers: list[str]) -> Engine:
+def _sdk_engine(model: Path, threads: int, providers: list[str], output_type: str = "np") -> Engine:
     from cvae_sdk.generator import Generator
 
     gen = Generator.from_pretrained(model, providers=providers, threads=threads)
@@ -107,7 +126,7 @@ def _sdk_engine(model: Path, threads: int, providers: list[str]) -> Engine:
 
     def make(batch: int) -> Callable[[], object]:
         labels = np.arange(batch) % k
-        return lambda: gen.generate(labels, 1, rng=0)
+        return lambda: gen.generate(labels, 1, rng=0, output_type=output_type)  # type: ignore[arg-type]
 
     return make, gen.providers
 
@@ -154,8 +173,8 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
     """Measure one engine; called in a fresh subprocess by :func:`run_benchmark`."""
     if engine in ("sdk-fp32", "sdk-int8"):
         make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
-    elif engine == "sdk-cuda":
-        make, providers = _sdk_engine(model, threads, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    elif engine in SDK_OUTPUT:
+        make, providers = _sdk_engine(model, threads, ["CUDAExecutionProvider"], SDK_OUTPUT[engine])
     else:
         make, providers = _torch_engine(model, threads, "cuda" if engine == "torch-cuda" else "cpu",
                                         compiled=engine == "torch-compile")
@@ -217,8 +236,8 @@ def _in_subprocess(code: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_benchmark(model: Path, *, int8_model: Path | None = None, threads: int = 2,
-                  batches: tuple[int, ...] = BATCHES, engines: tuple[str, ...] | None = None,
+def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Path | None = None,
+                  threads: int = 2, batches: tuple[int, ...] = BATCHES, engines: tuple[str, ...] | None = None,
                   min_seconds: float = 1.0) -> dict[str, Any]:
     """Every engine on the same weights, one subprocess each; returns the whole report."""
     import onnxruntime as ort
@@ -227,10 +246,12 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, threads: int =
         engines = CPU_ENGINES + (CUDA_ENGINES if "CUDAExecutionProvider" in ort.get_available_providers() else ())
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    artifact = {"sdk-int8": int8_model, "sdk-cuda-fp16": fp16_model}
     for engine in engines:
-        path = int8_model if engine == "sdk-int8" else model
+        path = artifact.get(engine, model)
         if path is None:
-            skipped[engine] = "no int8 artifact (export with --int8, pass --int8-model)"
+            flag = "int8" if engine == "sdk-int8" else "fp16"
+            skipped[engine] = f"no {flag} artifact (export with --{flag}, pass --{flag}-model)"
             continue
         args = f"{engine!r}, Path({str(path)!r}), {threads}, {list(batches)!r}, {min_seconds}"
         code = ("import json; from pathlib import Path; from cvae_sdk.bench import worker; "
@@ -241,21 +262,24 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, threads: int =
         else:
             rows.extend(result)
     gemm = gemm_flops(threads)
+    on_gpu = any(row["engine"] in CUDA_ENGINES for row in rows)
+    gemm_cuda = {dtype: gemm_flops_cuda(dtype) if on_gpu else None for dtype in ("float32", "float16")}
     try:
-        flops = {str(model): flops_per_sample(model)}
-        if int8_model is not None:
-            flops[str(int8_model)] = flops_per_sample(int8_model)
+        per_sample: float | None = flops_per_sample(model)  # the fp32 graph's math, for every engine
     except ImportError:
-        flops = {}
+        per_sample = None
     for row in rows:
-        per_sample = flops.get(str(int8_model if row["engine"] == "sdk-int8" else model))
-        row["roofline_ratio"] = row["samples_per_s"] * per_sample / gemm if per_sample else None
+        peak = gemm
+        if row["engine"] in CUDA_ENGINES:
+            peak = gemm_cuda["float16" if row["engine"] == "sdk-cuda-fp16" else "float32"] or 0.0
+        row["roofline_ratio"] = row["samples_per_s"] * per_sample / peak if per_sample and peak else None
     batcher = _in_subprocess(f"import json; from pathlib import Path; from cvae_sdk.bench import batcher_benchmark; "
                              f"print(json.dumps(batcher_benchmark(Path({str(model)!r}), {threads})))")
     return {"benchmark": "sampling_throughput", "model": str(model),
             "int8_model": str(int8_model) if int8_model else None, "threads": threads, "machine": machine(),
-            "gemm_flops_per_s": gemm, "flops_per_sample": flops.get(str(model)),
-            "roofline_samples_per_s": gemm / flops[str(model)] if flops else None,
+            "fp16_model": str(fp16_model) if fp16_model else None,
+            "gemm_flops_per_s": gemm, "gemm_cuda_flops_per_s": gemm_cuda, "flops_per_sample": per_sample,
+            "roofline_samples_per_s": gemm / per_sample if per_sample else None,
             "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows)}
 
 
@@ -263,7 +287,8 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """SDK throughput over PyTorch eager (and int8 over fp32), per batch size, within this run."""
     rate = {(r["engine"], r["batch"]): r["samples_per_s"] for r in rows}
     pairs = {"sdk-fp32/torch-eager": ("sdk-fp32", "torch-eager"), "sdk-int8/sdk-fp32": ("sdk-int8", "sdk-fp32"),
-             "sdk-cuda/torch-cuda": ("sdk-cuda", "torch-cuda")}
+             "sdk-cuda/torch-cuda": ("sdk-cuda", "torch-cuda"),
+             "sdk-cuda-device/torch-cuda": ("sdk-cuda-device", "torch-cuda")}
     out: dict[str, dict[str, float]] = {}
     for name, (a, b) in pairs.items():
         values = {str(batch): rate[(a, batch)] / rate[(b, batch)] for (engine, batch) in rate
@@ -274,13 +299,13 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"{'engine':<14}{'batch':>7}{'samples/s':>12}{'p50 us':>11}{'p99 us':>11}{'RSS MB':>9}{'roofline':>10}"]
+    lines = [f"{'engine':<16}{'batch':>7}{'samples/s':>12}{'p50 us':>11}{'p99 us':>11}{'RSS MB':>9}{'roofline':>10}"]
     for r in report["rows"]:
         roof = f"{r['roofline_ratio']:.2f}" if r.get("roofline_ratio") is not None else "-"
-        lines.append(f"{r['engine']:<14}{r['batch']:>7}{r['samples_per_s']:>12.0f}{r['p50_us']:>11.1f}"
+        lines.append(f"{r['engine']:<16}{r['batch']:>7}{r['samples_per_s']:>12.0f}{r['p50_us']:>11.1f}"
                      f"{r['p99_us']:>11.1f}{r['peak_rss_mb']:>9.0f}{roof:>10}")
     for engine, why in report["skipped"].items():
-        lines.append(f"{engine:<14} skipped: {why}")
+        lines.append(f"{engine:<16} skipped: {why}")
     b = report["batcher"]
     if "speedup" in b:
         lines.append(f"batcher: {b['callers']} concurrent single-image callers: {b['direct_samples_per_s']:.0f} -> "

@@ -338,6 +338,7 @@ def classifier(
 def bench(
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
     int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine.")] = None,
+    fp16_model: Annotated[Path | None, typer.Option(help="fp16 artifact for the sdk-cuda-fp16 engine.")] = None,
     threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
     batch: Annotated[list[int] | None, typer.Option(help="Batch sizes (default 1 16 256 4096 65536).")] = None,
     engine: Annotated[list[str] | None, typer.Option(help="Engines to run (default: all that apply).")] = None,
@@ -349,8 +350,9 @@ def bench(
     from cvae_sdk.generator import shipped_model_path
 
     path = model or shipped_model_path()
-    report = run_benchmark(path, int8_model=int8_model, threads=threads, batches=tuple(batch or BATCHES),
-                           engines=tuple(engine) if engine else None, min_seconds=min_seconds)
+    report = run_benchmark(path, int8_model=int8_model, fp16_model=fp16_model, threads=threads,
+                           batches=tuple(batch or BATCHES), engines=tuple(engine) if engine else None,
+                           min_seconds=min_seconds)
     typer.echo(format_table(report))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
