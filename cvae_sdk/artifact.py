@@ -13,6 +13,7 @@ mixture, so onnxruntime and numpy alone can draw z and sample.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,12 @@ class Prior:
     @property
     def num_components(self) -> int:
         return int(self.weights.shape[1])
+
+    @functools.cached_property
+    def cdf(self) -> np.ndarray:
+        """(K, M) cumulative component weights per label, computed once: sampling's hot path reads it."""
+        cdf: np.ndarray = np.cumsum(self.weights, axis=1)
+        return cdf
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "gaussian_mixture", "source": self.source, "weights": self.weights.tolist(),

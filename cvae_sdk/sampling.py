@@ -70,7 +70,7 @@ def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
     if prior.num_components == 1:
         comp = np.zeros(labels.shape[0], dtype=np.int64)
     else:
-        cdf = np.cumsum(prior.weights[labels], axis=1)                          # (N, M)
+        cdf = prior.cdf[labels]                                                 # (N, M)
         u = uniforms(key, start, stop)[:, None]
         comp = np.minimum((u >= cdf).sum(axis=1), prior.num_components - 1)
     mean = prior.means[labels, comp]                                           # (N, D)
