@@ -2,8 +2,10 @@
 
 In the spirit of Triton's dynamic batcher: a request waits at most ``max_delay_ms`` for others to
 join it, up to ``max_batch`` samples per call. Each caller gets a future whose result is exactly
-what ``Generator.generate`` returns for the same arguments: inputs are validated and latents drawn
-in the caller's thread, so a bad request fails there, at once.
+what ``Generator.generate`` returns for the same arguments. Requests are validated in the caller's
+thread, so a bad one fails there, at once; everything else happens on the worker, vectorised over
+the batch where it can be (one prior transform and one session run per batch), so 64 callers do
+not contend for the GIL with per-request numpy work.
 
 >>> with gen.batcher(max_batch=256, max_delay_ms=2) as batcher:   # doctest: +SKIP
 ...     future = batcher.submit(3, rng=0)
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvae_sdk.sampling import prior_noise, transform
+
 if TYPE_CHECKING:
     from cvae_sdk.generator import GenerationOutput, Generator, OutputType
     from cvae_sdk.labels import LabelInput
@@ -29,7 +33,8 @@ if TYPE_CHECKING:
 @dataclass
 class _Request:
     labels: np.ndarray      # (n,) int64
-    latents: np.ndarray     # (n, D) float32
+    key: np.ndarray         # the request's noise key (see cvae_sdk.sampling)
+    temperature: float
     output_type: str
     future: Future[GenerationOutput]
 
@@ -55,13 +60,13 @@ class MicroBatcher:
         if output_type == "device":
             raise ValueError("the batcher splits shared runs into host arrays; output_type='device' is for "
                              "Generator.generate and iter_chunks")
-        ids, latents = self._gen.prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                                         output_type=output_type)
+        ids, key, temp = self._gen.check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
+                                                 output_type=output_type)
         future: Future[GenerationOutput] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
-            self._queue.put(_Request(ids, latents, output_type, future))
+            self._queue.put(_Request(ids, key, temp, output_type, future))
         return future
 
     def close(self) -> None:
@@ -106,15 +111,20 @@ class MicroBatcher:
 
     def _finish(self, batch: list[_Request]) -> None:
         try:
-            labels = np.concatenate([r.labels for r in batch])
-            images = self._gen.render(np.concatenate([r.latents for r in batch]), labels)  # float32
+            labels = np.concatenate([r.labels for r in batch])                       # (B,)
+            prior = self._gen.config.prior
+            drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in batch]
+            eps = np.concatenate([e for e, _ in drawn])                              # (B, D)
+            u = None if drawn[0][1] is None else np.concatenate([c for _, c in drawn if c is not None])
+            temps = np.concatenate([np.full((r.labels.shape[0], 1), r.temperature) for r in batch])  # (B, 1)
+            z = transform(prior, labels, eps, u, temps)                              # (B, D) float32
+            images = self._gen.render(z, labels)                                     # float32
         except Exception as err:  # hand the failure to every waiting caller
             for request in batch:
                 request.future.set_exception(err)
             return
-        start = 0
-        for request in batch:
-            stop = start + request.labels.shape[0]
-            out = self._gen.package(images[start:stop], request.labels, request.latents, request.output_type)
+        bounds = np.cumsum([0] + [r.labels.shape[0] for r in batch])
+        outputs = [self._gen.package(images[lo:hi], r.labels, z[lo:hi], r.output_type)
+                   for r, lo, hi in zip(batch, bounds[:-1], bounds[1:], strict=True)]
+        for request, out in zip(batch, outputs, strict=True):  # wake the callers only once all is ready
             request.future.set_result(out)
-            start = stop

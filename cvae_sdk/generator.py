@@ -163,17 +163,26 @@ class Generator:
                 temperature: float | None = None, latents: np.ndarray | None = None,
                 output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
         """Validate a request and draw its latents: class ids (N,) and z (N, latent_dim) float32."""
-        ids = self.sample_labels(labels, num_samples_per_label)
-        _check_output_type(output_type)
         if latents is not None:
+            ids = self.sample_labels(labels, num_samples_per_label)
+            _check_output_type(output_type)
             return ids, self._check_latents(latents, ids.shape[0])
-        temp, key = self._temperature(temperature), request_key(rng)
+        ids, key, temp = self.check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
+                                            output_type=output_type)
         if ids.shape[0] <= self._chunk:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
         z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
         for lo in range(0, ids.shape[0], self._chunk):  # bounded temporaries for huge requests
             z[lo:lo + self._chunk] = prior_latents(self._config.prior, ids[lo:lo + self._chunk], key, lo, temp)
         return ids, z
+
+    def check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                      temperature: float | None = None, output_type: str = "np"
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Validate a request without drawing: class ids (N,), its noise key and its temperature."""
+        ids = self.sample_labels(labels, num_samples_per_label)
+        _check_output_type(output_type)
+        return ids, request_key(rng), self._temperature(temperature)
 
     def render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> Any:
         """Decode z (N, D) for class ids (N,) chunk by chunk into one (N, C, H, W) array.

@@ -65,14 +65,26 @@ def _rows(key: np.ndarray, start: int, stop: int, stream: int, draw: Any) -> np.
 def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
                   temperature: float) -> np.ndarray:
     """z for samples [start, start + len(labels)): mean + temperature * L @ eps, float32 (N, D)."""
-    stop = start + labels.shape[0]
-    eps = noise(key, start, stop, prior.means.shape[-1]).astype(np.float64)  # (N, D)
-    if prior.num_components == 1:
+    eps, u = prior_noise(prior, key, start, start + labels.shape[0])
+    return transform(prior, labels, eps, u, temperature)
+
+
+def prior_noise(prior: Prior, key: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The request's randomness for rows [start, stop): normals (N, D) float64, component uniforms (N,)."""
+    eps = noise(key, start, stop, prior.means.shape[-1]).astype(np.float64)
+    return eps, (uniforms(key, start, stop) if prior.num_components > 1 else None)
+
+
+def transform(prior: Prior, labels: np.ndarray, eps: np.ndarray, u: np.ndarray | None,
+              temperature: float | np.ndarray) -> np.ndarray:
+    """Row-wise prior transform of drawn noise; rows of several requests can go through it at once.
+
+    ``temperature`` is a number, or (N, 1) per row.
+    """
+    if u is None:
         comp = np.zeros(labels.shape[0], dtype=np.int64)
     else:
-        cdf = prior.cdf[labels]                                                 # (N, M)
-        u = uniforms(key, start, stop)[:, None]
-        comp = np.minimum((u >= cdf).sum(axis=1), prior.num_components - 1)
+        comp = np.minimum((u[:, None] >= prior.cdf[labels]).sum(axis=1), prior.num_components - 1)  # (N,)
     mean = prior.means[labels, comp]                                           # (N, D)
     tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
     z: np.ndarray = mean + temperature * np.matmul(tril, eps[:, :, None])[:, :, 0]
