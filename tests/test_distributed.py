@@ -110,3 +110,18 @@ def test_rank_slices_cover_the_batch_once(world: int, batch: int) -> None:
     assert covered == list(range(batch))
     sizes = [len(range(batch)[part]) for part in parts]
     assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.slow
+def test_plain_torchrun_runs_the_cli(tiny_npz: Path, single_and_ddp: tuple[Path, Path], tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m cvae_sdk train ...` is the same run as `--nproc 2`."""
+    _, launched = single_and_ddp
+    run = tmp_path / "torchrun"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+                           "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", "-m", "cvae_sdk", "train",
+                           "--data", str(tiny_npz), "--out", str(run), *TRAIN_ARGS, "--epochs", "3"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert len([line for line in done.stdout.splitlines() if line.startswith("{")]) == 1  # rank 0 reports
+    assert _curve(run) == _curve(launched)
