@@ -279,9 +279,7 @@ class Generator:
     def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
         if self._runner is not None:  # a CUDA-graph session runs only through its bound buffers
-            n, step = z.shape[0], self._runner.buckets.max_batch
-            parts = [self._runner.run(z[lo:lo + step], y[lo:lo + step]) for lo in range(0, n, step)]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return self._runner.run(z, y)  # at most chunk_size rows
         result: np.ndarray = self._session.run(self._outputs, {INPUT_Z: z, INPUT_Y: y})[0]
         return result
 

@@ -73,8 +73,9 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
         return CVAE(model_cfg)
 
 
-def preflight(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict[str, Any] | None, Dataset]:
-    """The checks that fail before any work: the run folder, the checkpoint to resume, the data."""
+def preflight(config: TrainConfig, resume: bool
+              ) -> tuple[TrainConfig, dict[str, Any] | None, Dataset, torch.device]:
+    """The checks that fail before any work: the run folder, the checkpoint to resume, the data, the device."""
     run_dir = Path(config.out)
     state = None
     if resume:
@@ -83,15 +84,14 @@ def preflight(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict[str,
         config = replace(saved, epochs=config.epochs, device=config.device)
     elif (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-    resolve_device(config.device)
-    return config, state, open_dataset(config.data, mirror=config.mirror)
+    device = resolve_device(config.device)
+    return config, state, open_dataset(config.data, mirror=config.mirror), device
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a CVAE as ``config`` says and return where the run's files are."""
-    config, state, dataset = preflight(config, resume)
+    config, state, dataset, device = preflight(config, resume)
     run_dir = Path(config.out)
-    device = resolve_device(config.device)
     # Every rank has passed the same checks on the same inputs before the first collective call.
     context = setup(device)
     try:
