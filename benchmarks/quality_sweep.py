@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     "conv16-mix10": {"train": ["--arch", "conv", "--aggregate-components", "10"], "priors": ["aggregate"]},
     "conv16-b0.5-mix10": {"train": ["--arch", "conv", "--beta", "0.5", "--aggregate-components", "10"],
                           "priors": ["aggregate"]},
+    "conv16-c16-b0.5-mix10": {"train": ["--arch", "conv", "--conv-channels", "16", "--beta", "0.5",
+                                        "--aggregate-components", "10"], "priors": ["aggregate"]},
     "conv32-b0.25-mix10": {"train": ["--arch", "conv", "--latent-dim", "32", "--beta", "0.25",
                                      "--aggregate-components", "10"], "priors": ["aggregate"]},
 }
