@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, ArtifactConfig, Prior
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, ArtifactConfig
+from cvae_sdk.atomic import atomic_path
 from cvae_sdk.backends import TrainConfig, TrainResult
 from cvae_sdk.data import open_dataset
+from cvae_sdk.wrap import standard_normal_prior
 
 SIGMA2_FLOOR = 1e-3  # pixels that never vary (image corners) would otherwise drive sigma^2 to 0
 
@@ -66,10 +67,9 @@ class LinearBackend:
         shape = [int(s) for s in state["image_shape"]]
         names = [str(n) for n in state["class_names"]]
         k, d = means.shape[0], weight.shape[1]
-        prior = Prior(np.ones((k, 1)), np.zeros((k, 1, d)), np.broadcast_to(np.eye(d), (k, 1, d, d)).copy(),
-                      "standard")
         config = ArtifactConfig(num_classes=k, class_names=tuple(names), latent_dim=d, sample_shape=tuple(shape),
-                                prior=prior, default_temperature=float(options.get("temperature", 1.0)),
+                                prior=standard_normal_prior(k, d),
+                                default_temperature=float(options.get("temperature", 1.0)),
                                 train_config=json.loads(str(state["config"])), producer="cvae-minimal-backend")
         _write_bytes(Path(out), _graph(weight, means, shape, config).SerializeToString())
         return Path(out)
@@ -125,10 +125,8 @@ def _graph(weight: np.ndarray, means: np.ndarray, shape: list[int], config: Arti
 
 
 def _save(state: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
         np.savez(handle, **state)
-    os.replace(tmp, path)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -143,6 +141,5 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
