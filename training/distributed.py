@@ -59,6 +59,16 @@ def setup(device: torch.device) -> DistContext:
     return context
 
 
+def wait_for_all(context: DistContext) -> None:
+    """Block until every rank gets here, so ranks > 0 do not tear down while rank 0 still writes.
+
+    Without it, one CI run saw rank 1, which had finished first, abort at exit ("terminate called
+    without an active exception") while rank 0 was still validating and writing.
+    """
+    if context.distributed:
+        dist.barrier()
+
+
 def teardown(context: DistContext) -> None:
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -28,7 +28,7 @@ from cvae_sdk.evaluate import EvalClassifier, default_classifier
 from cvae_sdk.progress import progress_bar
 from training.aggregate import fit_aggregate_prior
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown
+from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from training.model import CVAE, ModelConfig
 
 METRICS_FILE = "metrics.jsonl"
@@ -109,7 +109,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         loop.classifier = guard_classifier(config, dataset) if context.is_main else None
         if state is not None:
             loop.restore(state)
-        return loop.run(progress and context.is_main)
+        result = loop.run(progress and context.is_main)
+        wait_for_all(context)
+        return result
     finally:
         teardown(context)
 
