@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cvae_sdk import ArtifactError, Generator, ProviderUnavailableError
+from cvae_sdk.sampling import COMPONENT_STREAM, NORMAL_STREAM, block_stream
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,20 @@ def test_eight_threads_match_serial(gen: Generator) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(lambda r: gen.generate(r[0], r[1], rng=r[2]).samples, requests))
     assert all(np.array_equal(a, b) for a, b in zip(serial, threaded, strict=True))
+
+
+def test_reused_stream_equals_a_fresh_philox_stream() -> None:
+    # block_stream re-keys one Generator per thread; every stream must still be the one a new
+    # Philox at counter (0, stream, block, 0) gives, whatever was drawn from the thread's last one
+    keys = [np.array([0, 0], dtype=np.uint64), np.array([2**64 - 1, 12345], dtype=np.uint64)]
+    for key in keys:
+        for block, stream in [(0, NORMAL_STREAM), (0, COMPONENT_STREAM), (7, NORMAL_STREAM), (2**40, 1)]:
+            fresh = np.random.Generator(np.random.Philox(key=key, counter=[0, stream, block, 0]))
+            expected = (fresh.standard_normal(33, dtype=np.float32), fresh.random(5))
+            block_stream(key[::-1].copy(), block + 1, stream).standard_normal(3, dtype=np.float32)  # half-used
+            reused = block_stream(key, block, stream)
+            got = (reused.standard_normal(33, dtype=np.float32), reused.random(5))
+            assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
 
 
 def test_temperature_zero_gives_the_prior_mean(gen: Generator) -> None:
