@@ -32,6 +32,8 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
     assert "no int8 artifact" in report["skipped"]["sdk-int8"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():  # asked for, not silently run on CPU
         assert "CUDAExecutionProvider" in report["skipped"]["sdk-cuda"]
-    assert report["batcher"]["speedup"] > 0
+    batcher = report["batcher"]
+    assert batcher["speedup"] > 0 and batcher["ceiling_speedup"] == batcher["ceiling_samples_per_s"] / batcher[
+        "direct_samples_per_s"] > 0
     table = done.stdout.split("\n{")[0]
     assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table
