@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import tiny_config
 from typer.testing import CliRunner
 
 import training.quantize as quantize_module
@@ -67,3 +68,19 @@ def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, t
         result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), flag])
         assert result.exit_code == 2 and "--classifier" in result.output
         assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path) -> None:
+    # onnxruntime has no int8 ConvTranspose on CPU: Q/DQ around it would only dequantise its
+    # weight on every run, so the conv decoder's ConvTransposes stay float and its Gemms go int8
+    from training.export import export_generator
+    from training.trainer import train
+
+    train(tiny_config(tiny_npz, tmp_path / "run", arch="conv", epochs=1), progress=False)
+    export_generator(tmp_path / "run", tmp_path / "conv.onnx")
+    graph = quantize_module._int8(tmp_path / "conv.onnx").graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    fed = {op: [made_by.get(name) for node in graph.node if node.op_type == op for name in node.input[:2]]
+           for op in ("Gemm", "ConvTranspose")}
+    assert fed["Gemm"] and set(fed["Gemm"]) == {"DequantizeLinear"}
+    assert fed["ConvTranspose"] and "DequantizeLinear" not in fed["ConvTranspose"]

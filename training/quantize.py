@@ -2,9 +2,9 @@
 
 - ``int8``: onnxruntime static quantisation (QDQ; int8 weights per channel, uint8 activations)
   of the ops its CPU provider runs in int8 (``INT8_OPS``), with activation ranges calibrated on
-  the artifact's own prior samples. Static, not dynamic:
-  dynamic quantisation picks activation scales per call, so a sample would depend on the rest of
-  its batch (``cvae-sdk validate`` catches that), breaking bit-exact chunking and sharding.
+  the artifact's own prior samples. Static, not dynamic: dynamic quantisation picks activation
+  scales per call, so a sample would depend on the rest of its batch (``cvae-sdk validate``
+  catches that), breaking bit-exact chunking and sharding.
 - ``fp16``: every float weight and activation in float16, with float32 ``z``/``y``/``samples``
   at the edges so the artifact contract is unchanged. A GPU lever (tensor cores, half the
   memory traffic); on CPU it is no faster.
