@@ -7,11 +7,17 @@ measured in the same run with the same threads.
 
 Engines: ``sdk-fp32``, ``sdk-int8`` (given an int8 artifact), ``torch-eager`` and
 ``torch-compile`` (need the [train] extra; the decoder is rebuilt from the artifact's own
-initializers), and on CUDA machines ``torch-cuda`` (eager, output copied to the host) against
-the SDK's CUDA fast path: ``sdk-cuda`` (float32 to the host), ``sdk-cuda-uint8`` (converted on the
-device, a quarter of the bytes), ``sdk-cuda-device`` (output kept on the GPU) and
-``sdk-cuda-fp16`` (a float16 artifact, output kept on the GPU). CUDA roofline ratios use a GEMM
-timed with torch on the same GPU (float32 without TF32; float16 for the fp16 engine).
+initializers), and on CUDA machines the SDK's CUDA fast path against PyTorch CUDA eager, like
+with like: ``sdk-cuda`` and ``torch-cuda`` copy float32 samples to the host; ``sdk-cuda-device``
+and ``torch-cuda-device`` leave them on the GPU; ``sdk-cuda-uint8`` converts on the device (a
+quarter of the bytes to the host) and ``sdk-cuda-fp16`` runs a float16 artifact, output on the GPU.
+
+Every engine does the same work: it samples the artifact's whole mixture prior at its temperature
+and decodes in the same chunks. What differs, and is stated: torch draws its noise where it runs
+(on the GPU for CUDA), the SDK on the host (counter-based, so samples do not depend on batching).
+TF32 is off on both sides (onnxruntime's ``use_tf32=0``; torch's matmul and cuDNN flags), and the
+CUDA roofline is a GEMM timed with torch on the same GPU in the same precision (float32 without
+TF32; float16 for the fp16 engine).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import numpy as np
 
 BATCHES = (1, 16, 256, 4096, 65536)
 CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
-CUDA_ENGINES = ("torch-cuda", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
+CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
+CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float32 against torch's float32
 SDK_OUTPUT = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device", "sdk-cuda-fp16": "device"}
 
 
@@ -118,7 +125,7 @@ def machine() -> dict[str, Any]:
 Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
 
 
-def _sdk_engine(model: Path, threads: int, providers: list[str], output_type: str = "np") -> Engine:
+def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: str = "np") -> Engine:
     from cvae_sdk.generator import Generator
 
     gen = Generator.from_pretrained(model, providers=providers, threads=threads)
@@ -131,16 +138,18 @@ def _sdk_engine(model: Path, threads: int, providers: list[str], output_type: st
     return make, gen.providers
 
 
-def _torch_engine(model: Path, threads: int, device: str, compiled: bool) -> Engine:
+def _torch_engine(model: Path, threads: int, device: str, compiled: bool, to_host: bool = True) -> Engine:
     import onnx
     import torch
     from onnx import numpy_helper
 
-    from cvae_sdk.generator import Generator
+    from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
     from training.export import GenerativePath
     from training.model import CVAE, ModelConfig
 
     torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 as the SDK's CUDA engines run it (use_tf32=0)
+    torch.backends.cudnn.allow_tf32 = False
     config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
     module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
     graph = onnx.load(str(model)).graph
@@ -148,25 +157,40 @@ def _torch_engine(model: Path, threads: int, device: str, compiled: bool) -> Eng
     module.load_state_dict({k: v for k, v in weights.items() if k in module.state_dict()}, strict=True)
     module = module.eval().to(device)
     run = torch.compile(module) if compiled else module
+    # The same work as the SDK: the artifact's whole mixture prior at its (per-class) temperature,
+    # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.
     prior = config.prior
-    means = torch.from_numpy(prior.means[:, 0]).float().to(device)          # (K, D), one component
-    trils = torch.from_numpy(prior.scale_tril[:, 0]).float().to(device)     # (K, D, D)
+    means = torch.from_numpy(prior.means).float().to(device)                # (K, M, D)
+    trils = torch.from_numpy(prior.scale_tril).float().to(device)           # (K, M, D, D)
+    cdf = torch.from_numpy(prior.cdf).float().to(device)                    # (K, M)
+    temps = torch.as_tensor(np.broadcast_to(config.sampling_temperature(None), (config.num_classes,)).copy(),
+                            dtype=torch.float32, device=device)             # (K,)
     eye = torch.eye(config.num_classes, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
+    chunk = CPU_CHUNK if device == "cpu" else GPU_CHUNK
 
     def make(batch: int) -> Callable[[], object]:
-        y = torch.arange(batch, device=device) % config.num_classes
+        labels = torch.arange(batch, device=device) % config.num_classes
 
         def call() -> object:
             with torch.inference_mode():
-                eps = torch.randn((batch, config.latent_dim, 1), generator=generator, device=device)
-                z = means[y] + (trils[y] @ eps)[:, :, 0]
-                out = run(z, eye[y])
-                return out.cpu().numpy()
+                parts = []
+                for lo in range(0, batch, chunk):
+                    y = labels[lo:lo + chunk]
+                    eps = torch.randn((y.shape[0], config.latent_dim, 1), generator=generator, device=device)
+                    u = torch.rand((y.shape[0], 1), generator=generator, device=device)
+                    comp = (u >= cdf[y]).sum(1).clamp(max=prior.num_components - 1)          # (B,)
+                    z = means[y, comp] + temps[y, None] * (trils[y, comp] @ eps)[:, :, 0]    # (B, D)
+                    out = run(z, eye[y])
+                    parts.append(out.cpu().numpy() if to_host else out)
+                if not to_host:
+                    torch.cuda.synchronize()
+                    return parts
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
         return call
 
-    return make, [f"torch-{device}{'-compiled' if compiled else ''}"]
+    return make, [f"torch-{device}{'-compiled' if compiled else ''}{'' if to_host else '-device'}"]
 
 
 def worker(engine: str, model: Path, threads: int, batches: list[int], min_seconds: float) -> list[dict[str, Any]]:
@@ -174,10 +198,10 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
     if engine in ("sdk-fp32", "sdk-int8"):
         make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
     elif engine in SDK_OUTPUT:
-        make, providers = _sdk_engine(model, threads, ["CUDAExecutionProvider"], SDK_OUTPUT[engine])
+        make, providers = _sdk_engine(model, threads, [CUDA_PROVIDER], SDK_OUTPUT[engine])
     else:
-        make, providers = _torch_engine(model, threads, "cuda" if engine == "torch-cuda" else "cpu",
-                                        compiled=engine == "torch-compile")
+        make, providers = _torch_engine(model, threads, "cuda" if engine.startswith("torch-cuda") else "cpu",
+                                        compiled=engine == "torch-compile", to_host=engine != "torch-cuda-device")
     rows = []
     for batch in batches:
         call = make(batch)
@@ -293,7 +317,7 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     rate = {(r["engine"], r["batch"]): r["samples_per_s"] for r in rows}
     pairs = {"sdk-fp32/torch-eager": ("sdk-fp32", "torch-eager"), "sdk-int8/sdk-fp32": ("sdk-int8", "sdk-fp32"),
              "sdk-cuda/torch-cuda": ("sdk-cuda", "torch-cuda"),
-             "sdk-cuda-device/torch-cuda": ("sdk-cuda-device", "torch-cuda")}
+             "sdk-cuda-device/torch-cuda-device": ("sdk-cuda-device", "torch-cuda-device")}
     out: dict[str, dict[str, float]] = {}
     for name, (a, b) in pairs.items():
         values = {str(batch): rate[(a, batch)] / rate[(b, batch)] for (engine, batch) in rate

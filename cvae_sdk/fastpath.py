@@ -1,26 +1,36 @@
 """The CUDA fast path: IO binding into fixed device buffers, one CUDA graph per batch bucket.
 
-A request of n rows runs in the smallest power-of-two bucket >= n, padded with zero rows. Each
-bucket owns device buffers for z, y and the output, bound once, and its own CUDA graph id
-(onnxruntime's ``gpu_graph_id`` run option): the first runs capture the graph, later runs replay
-it. onnxruntime does not check that a graph id is replayed with the shapes it was captured with,
-so :class:`GraphBuckets` does, and refuses a mismatch instead of returning wrong pixels.
+A request of n rows runs in the smallest bucket >= n (powers of four up to ``max_batch``), padded
+with zero rows. Each bucket owns device buffers for z, y and the output, bound once, and, with
+graphs on, **its own session** whose single graph (id 0) is captured on the first runs and
+replayed after. One session per bucket is deliberate: a session that captured several graphs can
+replay host-side scratch (e.g. the pointer table of a CUDA Concat of unequal inputs) that another
+shape's run has since reused. onnxruntime does not check that a graph is replayed with the shapes
+it was captured with, so :class:`GraphBuckets` does, and refuses a mismatch.
 
-Two optional tails cut device-to-host bytes: ``uint8`` output converts on the device (4x fewer
-bytes), and ``device`` output keeps the float32 samples on the GPU as a :class:`DeviceSamples`
-that torch or CuPy take through DLPack without a copy. Device output skips the graphs: each
-call gets its own freshly allocated buffer, which the caller owns.
+Only the rows a request asked for leave the device, once, through a small kernel graph
+(``kernels/take_rows*.onnx``) that slices the bucket, optionally converts to uint8 (4x fewer
+bytes), and writes into a host array that belongs to the caller. ``device`` output keeps float32
+samples on the GPU as a :class:`DeviceSamples`: a buffer allocated for that call outside
+onnxruntime's arena, filled by a session without graphs, so no later call can write to it.
 
-Everything here also runs on the CPU execution provider (``device="cpu"``, graphs off), which is
-how the tests exercise the binding, padding and bookkeeping on machines without a GPU.
+Every session call, device allocation and copy runs on one owner thread per runner: the CUDA
+execution provider keeps its graphs per thread, and a capture (global mode) fails if another
+thread touches CUDA meanwhile. Callers on any thread wait for the owner.
+
+Everything here also runs on the CPU execution provider (``device="cpu"``), which is how the
+tests exercise the binding, padding, copies, threads and bookkeeping without a GPU.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -29,16 +39,20 @@ from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig
 
 GRAPH_ID_KEY = "gpu_graph_id"
 SKIP_GRAPH = "-1"  # onnxruntime's id for "run without capture or replay"
-TO_UINT8 = Path(__file__).resolve().parent / "kernels" / "to_uint8.onnx"
+KERNELS = Path(__file__).resolve().parent / "kernels"
+TAKE_ROWS = {"np": KERNELS / "take_rows.onnx", "uint8": KERNELS / "take_rows_uint8.onnx"}
+BUCKET_GROWTH = 4  # buckets 1, 4, 16, ...: at most 4x padding, and 9 buckets up to 65,536 rows
+SessionFactory = Callable[[bool], ort.InferenceSession]  # graphs on? -> a session for the decoder
+T = TypeVar("T")
 
 
 class GraphShapeError(RuntimeError):
-    """A CUDA graph id was about to be replayed with shapes other than the ones it was captured with."""
+    """A CUDA graph was about to be replayed with shapes other than the ones it was captured with."""
 
 
 @dataclass
 class GraphBuckets:
-    """Batch buckets (powers of two up to ``max_batch``), their graph ids and their captured shapes."""
+    """Batch buckets (powers of four up to ``max_batch``) and the shapes each graph was captured with."""
 
     max_batch: int
     captured: dict[int, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
@@ -49,7 +63,10 @@ class GraphBuckets:
 
     @property
     def sizes(self) -> list[int]:
-        sizes = [1 << i for i in range(self.max_batch.bit_length()) if 1 << i < self.max_batch]
+        sizes, size = [], 1
+        while size < self.max_batch:
+            sizes.append(size)
+            size *= BUCKET_GROWTH
         return [*sizes, self.max_batch]
 
     def bucket(self, n: int) -> int:
@@ -58,24 +75,20 @@ class GraphBuckets:
             raise ValueError(f"a bucketed run takes 1..{self.max_batch} rows, got {n}")
         return next(size for size in self.sizes if size >= n)
 
-    def graph_id(self, bucket: int) -> int:
-        """Bucket sizes map to graph ids 0, 1, 2, ... in increasing order."""
-        if bucket not in self.sizes:
-            raise ValueError(f"{bucket} is not a bucket; buckets are {self.sizes}")
-        return self.sizes.index(bucket)
-
-    def check_replay(self, graph_id: int, shapes: tuple[tuple[int, ...], ...]) -> None:
-        """Record the shapes of a graph's first run; refuse any later run with other shapes."""
-        seen = self.captured.setdefault(graph_id, shapes)
+    def check_replay(self, bucket: int, shapes: tuple[tuple[int, ...], ...]) -> None:
+        """Record the shapes of a bucket graph's first run; refuse any later run with other shapes."""
+        seen = self.captured.setdefault(bucket, shapes)
         if seen != shapes:
-            raise GraphShapeError(f"CUDA graph {graph_id} was captured with shapes {seen} and would be replayed "
-                                  f"with {shapes}; a replay reuses the captured buffers, so this is refused")
+            raise GraphShapeError(f"the CUDA graph of bucket {bucket} was captured with shapes {seen} and would "
+                                  f"be replayed with {shapes}; a replay reuses the captured buffers, so this is "
+                                  "refused")
 
 
 class DeviceSamples:
     """Samples left in device memory; exchange them through DLPack (``torch.from_dlpack(samples)``).
 
-    The buffer belongs to this object: keep it alive while a consumer uses the memory.
+    Valid for as long as this object, or a DLPack consumer of it, is alive: the buffer was allocated
+    for this call alone, outside onnxruntime's arena, and no later ``generate`` writes to it.
     """
 
     def __init__(self, value: ort.OrtValue) -> None:
@@ -90,9 +103,8 @@ class DeviceSamples:
         return str(self._value.device_name())
 
     def numpy(self) -> np.ndarray:
-        """Copy to host memory."""
-        array: np.ndarray = self._value.numpy()
-        return array
+        """A copy in host memory."""
+        return np.array(self._value.numpy(), copy=True)
 
     def __dlpack__(self, *, stream: Any = None) -> Any:
         return self._value.__dlpack__(stream=stream)
@@ -105,98 +117,129 @@ class DeviceSamples:
         return self.shape[0]
 
 
-class _Bucket:
-    """Fixed input/output buffers of one bucket, bound once to an IO binding."""
+class _OwnerThread:
+    """Runs every job of one runner on a single daemon thread, in order; callers wait for results."""
 
-    def __init__(self, runner: BoundRunner, rows: int) -> None:
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._started = threading.Lock()
+
+    def call(self, job: Callable[[], T]) -> T:
+        if threading.current_thread() is self._thread:
+            return job()
+        with self._started:
+            if not self._thread.is_alive():
+                self._thread.start()
+        future: Future[T] = Future()
+        self._jobs.put((future, job))
+        return future.result()
+
+    @property
+    def ident(self) -> int | None:
+        return self._thread.ident
+
+    def _work(self) -> None:
+        while True:
+            future, job = self._jobs.get()
+            try:
+                future.set_result(job())
+            except BaseException as err:  # handed to the waiting caller
+                future.set_exception(err)
+
+
+class _Bucket:
+    """The fixed input/output buffers of one bucket and its session, bound once."""
+
+    def __init__(self, runner: BoundRunner, rows: int, session: ort.InferenceSession) -> None:
         c = runner.config
-        self.rows = rows
+        self.rows, self.session = rows, session
         self.z = runner.allocate((rows, c.latent_dim), np.float32)
         self.y = runner.allocate((rows, c.num_classes), np.float32)
         self.samples = runner.allocate((rows, *c.sample_shape), np.float32)
-        self.binding = runner.session.io_binding()
+        self.binding = session.io_binding()
         self.binding.bind_ortvalue_input(INPUT_Z, self.z)
         self.binding.bind_ortvalue_input(INPUT_Y, self.y)
         self.binding.bind_ortvalue_output(OUTPUT, self.samples)
-        self.pixels: ort.OrtValue | None = None
-        self.to_uint8: Any = None
 
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(v.shape()) for v in (self.z, self.y, self.samples))
 
 
 class BoundRunner:
-    """Runs a decoder session through IO binding; with ``graphs=True``, one CUDA graph per bucket.
+    """Runs a decoder through IO binding on one owner thread; with ``graphs``, a session and CUDA graph per bucket.
 
-    Thread-safe: a lock serialises runs, since a captured graph must not run concurrently.
+    ``open_session(graphs)`` opens the decoder on this runner's device; ``plain`` is an open
+    session without graphs (device output, and every bucket when graphs are off).
     """
 
-    def __init__(self, session: ort.InferenceSession, config: ArtifactConfig, *, device: str = "cuda",
-                 device_id: int = 0, graphs: bool = True, max_batch: int = 4096) -> None:
+    def __init__(self, open_session: SessionFactory, plain: ort.InferenceSession, config: ArtifactConfig, *,
+                 device: str = "cuda", device_id: int = 0, graphs: bool = True, max_batch: int = 4096) -> None:
         if device not in ("cuda", "cpu"):
             raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
-        self.session, self.config, self.device, self.device_id = session, config, device, device_id
-        self.graphs = graphs
+        self.config, self.device, self.device_id, self.graphs = config, device, device_id, graphs
+        self._open, self._plain = open_session, plain
         self.buckets = GraphBuckets(max_batch)
         self._bound: dict[int, _Bucket] = {}
-        self._post: ort.InferenceSession | None = None
-        self._lock = threading.Lock()
+        self._kernels: dict[str, ort.InferenceSession] = {}
+        self.owner = _OwnerThread(f"cvae-sdk-{device}{device_id}")
 
     def allocate(self, shape: tuple[int, ...], dtype: Any) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, self.device_id)
 
+    def kernel_providers(self) -> list[Any]:
+        """The helper graphs run on this runner's device, the same GPU as the samples."""
+        if self.device == "cuda":
+            return [("CUDAExecutionProvider", {"device_id": str(self.device_id)})]
+        return ["CPUExecutionProvider"]
+
     def run(self, z: np.ndarray, y: np.ndarray, output: str = "np") -> np.ndarray:
-        """z (n, D), y (n, K) float32 on the host -> samples (n, C, H, W) on the host, float32 or uint8."""
+        """z (n, D), y (n, K) float32 on the host -> a new host array (n, C, H, W), float32 or uint8."""
         n = z.shape[0]
         rows = self.buckets.bucket(n)
-        with self._lock:
-            bucket = self._bound.get(rows) or self._bound.setdefault(rows, _Bucket(self, rows))
-            bucket.z.update_inplace(_padded(z, rows))
-            bucket.y.update_inplace(_padded(y, rows))
-            self.session.run_with_iobinding(bucket.binding, self._run_options(rows, bucket.shapes()))
-            if output == "uint8":
-                return self._convert_uint8(bucket)[:n].copy()
-            host: np.ndarray = bucket.samples.numpy()[:n]
-            return host
+        z_rows, y_rows = _padded(z, rows), _padded(y, rows)
+        return self.owner.call(lambda: self._run(n, rows, z_rows, y_rows, output))
 
-    def run_on_device(self, z: np.ndarray, y: np.ndarray) -> DeviceSamples:
-        """Exactly n rows, no graph, into a fresh device buffer handed to the caller."""
-        binding = self.session.io_binding()
-        z_value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(z), self.device, self.device_id)
-        y_value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(y), self.device, self.device_id)
-        binding.bind_ortvalue_input(INPUT_Z, z_value)
-        binding.bind_ortvalue_input(INPUT_Y, y_value)
-        binding.bind_output(OUTPUT, self.device, self.device_id)
-        options = ort.RunOptions()
-        options.add_run_config_entry(GRAPH_ID_KEY, SKIP_GRAPH)
-        with self._lock:
-            self.session.run_with_iobinding(binding, options)
-        return DeviceSamples(binding.get_outputs()[0])
-
-    def _run_options(self, rows: int, shapes: tuple[tuple[int, ...], ...]) -> ort.RunOptions:
+    def _run(self, n: int, rows: int, z: np.ndarray, y: np.ndarray, output: str) -> np.ndarray:
+        bucket = self._bound.get(rows) or self._bound.setdefault(
+            rows, _Bucket(self, rows, self._open(True) if self.graphs else self._plain))
+        bucket.z.update_inplace(z)
+        bucket.y.update_inplace(y)
         options = ort.RunOptions()
         if self.graphs:
-            graph_id = self.buckets.graph_id(rows)
-            self.buckets.check_replay(graph_id, shapes)
-            options.add_run_config_entry(GRAPH_ID_KEY, str(graph_id))
-        else:
-            options.add_run_config_entry(GRAPH_ID_KEY, SKIP_GRAPH)
-        return options
+            self.buckets.check_replay(rows, bucket.shapes())
+            options.add_run_config_entry(GRAPH_ID_KEY, "0")
+        bucket.session.run_with_iobinding(bucket.binding, options)
+        return self._take_rows(bucket, n, output)
 
-    def _convert_uint8(self, bucket: _Bucket) -> np.ndarray:
-        """round(samples * 255) on the device, then copy a quarter of the bytes to the host."""
-        if self._post is None:
-            self._post = ort.InferenceSession(str(TO_UINT8), providers=self.session.get_providers())
-        if bucket.pixels is None:
-            bucket.pixels = self.allocate((bucket.rows, *self.config.sample_shape), np.uint8)
-            bucket.to_uint8 = self._post.io_binding()
-            bucket.to_uint8.bind_ortvalue_input("samples", bucket.samples)
-            bucket.to_uint8.bind_ortvalue_output("pixels", bucket.pixels)
-        options = ort.RunOptions()
-        options.add_run_config_entry(GRAPH_ID_KEY, SKIP_GRAPH)
-        self._post.run_with_iobinding(bucket.to_uint8, options)
-        pixels: np.ndarray = bucket.pixels.numpy()
-        return pixels
+    def _take_rows(self, bucket: _Bucket, n: int, output: str) -> np.ndarray:
+        """Copy rows [0, n) of the bucket's samples into a fresh host array, converted on the device."""
+        kernel = self._kernels.get(output)
+        if kernel is None:
+            kernel = self._kernels.setdefault(output, ort.InferenceSession(
+                str(TAKE_ROWS[output]), providers=self.kernel_providers()))
+        host = np.empty((n, *self.config.sample_shape), dtype=np.uint8 if output == "uint8" else np.float32)
+        binding = kernel.io_binding()
+        binding.bind_ortvalue_input("samples", bucket.samples)
+        binding.bind_cpu_input("rows", np.array([n], dtype=np.int64))
+        binding.bind_ortvalue_output("pixels", ort.OrtValue.ortvalue_from_numpy(host))
+        kernel.run_with_iobinding(binding)
+        return host
+
+    def run_on_device(self, z: np.ndarray, y: np.ndarray) -> DeviceSamples:
+        """Exactly n rows, no graph, into a device buffer allocated for this call and handed to the caller."""
+        z, y = np.ascontiguousarray(z, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
+
+        def job() -> DeviceSamples:
+            samples = self.allocate((z.shape[0], *self.config.sample_shape), np.float32)
+            binding = self._plain.io_binding()
+            binding.bind_ortvalue_input(INPUT_Z, ort.OrtValue.ortvalue_from_numpy(z, self.device, self.device_id))
+            binding.bind_ortvalue_input(INPUT_Y, ort.OrtValue.ortvalue_from_numpy(y, self.device, self.device_id))
+            binding.bind_ortvalue_output(OUTPUT, samples)
+            self._plain.run_with_iobinding(binding)
+            return DeviceSamples(samples)
+
+        return self.owner.call(job)
 
 
 def _padded(array: np.ndarray, rows: int) -> np.ndarray:

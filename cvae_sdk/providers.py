@@ -42,14 +42,16 @@ def requested_providers(providers: str | Sequence[ProviderSpec], available: Sequ
 
 
 def cuda_options(spec: ProviderSpec, *, graphs: bool) -> ProviderSpec:
-    """A bare ``CUDAExecutionProvider`` gets the fast-path options; explicit (name, options) are kept.
+    """CUDA gets the fast-path options, under any options the caller gave; other providers are kept.
 
     HEURISTIC cuDNN algorithm search: the default exhaustive search reruns for every new batch
-    shape. ``enable_cuda_graph`` turns on one captured graph per batch bucket (see fastpath).
+    shape. ``enable_cuda_graph`` is set per session: the plain session never captures, each bucket's
+    session does (see fastpath).
     """
-    if spec != CUDA:
+    if provider_name(spec) != CUDA:
         return spec
-    return (CUDA, {"cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1" if graphs else "0"})
+    given = {} if isinstance(spec, str) else dict(spec[1])
+    return (CUDA, {"cudnn_conv_algo_search": "HEURISTIC", **given, "enable_cuda_graph": "1" if graphs else "0"})
 
 
 def check_loaded(requested: Sequence[ProviderSpec], in_use: Sequence[str], auto: bool) -> None:

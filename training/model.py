@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Arch = Literal["mlp", "conv"]
+Arch = Literal["dense", "conv", "mlp"]
+ARCHS: tuple[str, ...] = ("dense", "conv", "mlp")
 PriorKind = Literal["learned", "standard"]
 Likelihood = Literal["bernoulli", "gaussian"]
 
@@ -27,7 +28,7 @@ class ModelConfig:
     image_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int
     latent_dim: int = 16
-    arch: Arch = "mlp"
+    arch: Arch = "conv"
     hidden: int = 512
     conv_channels: int = 32
     prior: PriorKind = "learned"
@@ -35,8 +36,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
-        if self.arch not in ("mlp", "conv"):
-            raise ValueError(f"arch must be 'mlp' or 'conv', got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.prior not in ("learned", "standard"):
             raise ValueError(f"prior must be 'learned' or 'standard', got {self.prior!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
@@ -101,19 +102,52 @@ class ConvEncoder(nn.Module):
 
 # --- decoders p(x | z, y): return logits shaped (B, C, H, W) -------------------------------------
 
+class LatentLabelLinear(nn.Module):
+    """A Linear on [z, y] computed as z W_z^T + y W_y^T + b: the same math with no Concat.
+
+    The exported graph then holds two Gemms and an Add instead of Concat(z, y), whose CUDA kernel
+    stages input pointers in a host buffer that a captured CUDA graph would replay stale.
+    Checkpoints from before the split (one ``weight`` of shape (out, D + K)) load unchanged.
+    """
+
+    def __init__(self, latent_dim: int, num_classes: int, out_features: int) -> None:
+        super().__init__()
+        joint = nn.Linear(latent_dim + num_classes, out_features)  # nn.Linear's initialisation
+        self.z_weight = nn.Parameter(joint.weight.detach()[:, :latent_dim].clone())  # (out, D)
+        self.y_weight = nn.Parameter(joint.weight.detach()[:, latent_dim:].clone())  # (out, K)
+        self.bias = nn.Parameter(joint.bias.detach().clone())                        # (out,)
+
+    def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        return F.linear(z, self.z_weight, self.bias) + F.linear(y_onehot, self.y_weight)  # (B, out)
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        joint = state.pop(prefix + "weight", None)
+        if joint is not None:
+            d = self.z_weight.shape[1]
+            state[prefix + "z_weight"], state[prefix + "y_weight"] = joint[:, :d], joint[:, d:]
+        super()._load_from_state_dict(state, prefix, *args)
+
+
 class MlpDecoder(nn.Module):
+    """(z, y) -> hidden -> hidden -> pixels: Gemms only, the form onnxruntime runs near the CPU's peak."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.image_shape = cfg.image_shape
+        self.input = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)
         self.net = nn.Sequential(
-            nn.Linear(cfg.latent_dim + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(),
             nn.Linear(cfg.hidden, cfg.num_pixels),
         )
 
     def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
-        logits = self.net(torch.cat([z, y_onehot], dim=1))  # (B, C*H*W)
-        return logits.view(-1, *self.image_shape)           # (B, C, H, W)
+        logits = self.net(self.input(z, y_onehot))  # (B, C*H*W)
+        return logits.view(-1, *self.image_shape)   # (B, C, H, W)
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        _rename_legacy_keys(state, prefix, {"net.0.": "input.", "net.2.": "net.1.", "net.4.": "net.3."})
+        super()._load_from_state_dict(state, prefix, *args)
 
 
 class ConvDecoder(nn.Module):
@@ -125,8 +159,9 @@ class ConvDecoder(nn.Module):
         ch = cfg.conv_channels
         self.image_shape = cfg.image_shape
         self.base = (2 * ch, math.ceil(h / 4), math.ceil(w / 4))
+        self.input = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)
         self.fc = nn.Sequential(
-            nn.Linear(cfg.latent_dim + cfg.num_classes, cfg.hidden), nn.ReLU(),
+            nn.ReLU(),
             nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU(),
         )
         self.deconvs = nn.Sequential(
@@ -135,9 +170,21 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z, y_onehot], dim=1)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
+        h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
         _, height, width = self.image_shape
-        return self.deconvs(h)[:, :, :height, :width]                      # (B, C, H, W)
+        return self.deconvs(h)[:, :, :height, :width]              # (B, C, H, W)
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        _rename_legacy_keys(state, prefix, {"fc.0.": "input.", "fc.2.": "fc.1."})
+        super()._load_from_state_dict(state, prefix, *args)
+
+
+def _rename_legacy_keys(state: dict[str, Any], prefix: str, renames: dict[str, str]) -> None:
+    """Checkpoints written before the first layer became LatentLabelLinear: same tensors, new names."""
+    for old, new in renames.items():
+        for suffix in ("weight", "bias"):
+            if prefix + old + suffix in state and prefix + new + suffix not in state:
+                state[prefix + new + suffix] = state.pop(prefix + old + suffix)
 
 
 # --- prior p(z | y) --------------------------------------------------------------------------------
@@ -176,9 +223,8 @@ class CVAE(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        conv = cfg.arch == "conv"
-        self.encoder = ConvEncoder(cfg) if conv else MlpEncoder(cfg)
-        self.decoder = ConvDecoder(cfg) if conv else MlpDecoder(cfg)
+        self.encoder = MlpEncoder(cfg) if cfg.arch == "mlp" else ConvEncoder(cfg)
+        self.decoder = ConvDecoder(cfg) if cfg.arch == "conv" else MlpDecoder(cfg)
         self.prior = LabelPrior(cfg)
         # Gaussian likelihood: one learned log-variance shared by all pixels.
         self.log_sigma2 = nn.Parameter(torch.zeros(()), requires_grad=cfg.likelihood == "gaussian")
