@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds class_temperatures; version 1 files read as before
 METADATA_KEY = "cvae_sdk"
 INPUT_Z, INPUT_Y, OUTPUT = "z", "y", "samples"
 KeyTypes = dict[str, type | tuple[type, ...]]
 REQUIRED_KEYS: KeyTypes = {"format_version": int, "num_classes": int, "class_names": list, "latent_dim": int,
                            "sample_shape": list, "prior": dict, "default_temperature": (int, float)}
 OPTIONAL_KEYS: KeyTypes = {"train_config": dict, "model_config": dict, "metrics": dict, "versions": dict,
-                           "weights_sha256": str, "quantization": str, "producer": str}
+                           "weights_sha256": str, "quantization": str, "producer": str,
+                           "class_temperatures": list}
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +73,15 @@ class ArtifactConfig:
     weights_sha256: str = ""
     quantization: str = "none"
     producer: str = "cvae-sdk"
+    class_temperatures: tuple[float, ...] | None = None  # per class, calibrated at export; else default
+
+    def sampling_temperature(self, temperature: float | None) -> float | np.ndarray:
+        """What ``temperature=None`` means: the per-class temperatures (K,) when calibrated, else the default."""
+        if temperature is not None:
+            return temperature
+        if self.class_temperatures is not None:
+            return np.asarray(self.class_temperatures, dtype=np.float64)
+        return self.default_temperature
 
     def to_json(self) -> str:
         doc = {"format_version": self.format_version, "num_classes": self.num_classes,
@@ -81,6 +91,8 @@ class ArtifactConfig:
                "model_config": self.model_config, "metrics": self.metrics, "versions": self.versions,
                "weights_sha256": self.weights_sha256, "quantization": self.quantization,
                "producer": self.producer}
+        if self.class_temperatures is not None:
+            doc["class_temperatures"] = list(self.class_temperatures)
         return json.dumps(doc)
 
 
@@ -117,11 +129,16 @@ def parse_metadata(props: dict[str, str], where: str = "model") -> ArtifactConfi
         raise ArtifactError(f"{where}: sample_shape must be [C, H, W] of positive ints, got {shape!r}")
     if not (isinstance(doc["default_temperature"], (int, float)) and doc["default_temperature"] >= 0):
         raise ArtifactError(f"{where}: default_temperature must be a number >= 0")
+    temps = doc.get("class_temperatures")
+    if temps is not None and (len(temps) != k or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < float("inf") for t in temps)):
+        raise ArtifactError(f"{where}: class_temperatures must be {k} finite numbers >= 0, got {temps!r}")
     return ArtifactConfig(
         num_classes=k, class_names=tuple(names), latent_dim=d, sample_shape=tuple(shape),
         prior=_parse_prior(doc["prior"], k, d, where),
         default_temperature=float(doc["default_temperature"]), format_version=doc["format_version"],
-        **{key: doc[key] for key in OPTIONAL_KEYS if key in doc})
+        **{key: doc[key] for key in OPTIONAL_KEYS if key in doc and key != "class_temperatures"},
+        class_temperatures=None if temps is None else tuple(float(t) for t in temps))
 
 
 def _check_types(doc: dict[str, Any], where: str) -> None:

@@ -16,6 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 
 ENTRY_POINT_GROUP = "cvae_sdk.training_backends"
 BUILTIN_BACKENDS = {"torch": "training.backend:TorchBackend"}
+ARCHS = ("dense", "conv", "mlp")
+# Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
+# and cut short by early stopping once the validation ELBO stops improving (small data overfits).
+SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 600_000, 20, 200
 
 
 class TrainingDiverged(RuntimeError):
@@ -28,28 +32,33 @@ class TrainConfig:
 
     data: str
     out: str
-    arch: str = "mlp"
+    arch: str = "conv"
     latent_dim: int = 16
     hidden: int = 512
     conv_channels: int = 32
     prior: str = "learned"
     likelihood: str = "bernoulli"
-    epochs: int = 20
+    epochs: int | None = None  # None: sized from the data (SAMPLE_BUDGET), with early stopping
     batch_size: int = 128
     lr: float = 1e-3
-    beta: float = 1.0
+    lr_schedule: str = "cosine"
+    patience: int = 10  # epochs without a better validation ELBO before training stops (0: never)
+    beta: float = 0.5
     warmup_epochs: float = 0.0
     val_fraction: float = 0.1
     seed: int = 0
     device: str = "cpu"
     mirror: str | None = None
-    aggregate_components: int = 1
+    aggregate_components: int = 10
     binarize: bool = False
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
 
     def __post_init__(self) -> None:
         checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.patience >= 0, f"patience must be >= 0 (0 never stops early), got {self.patience}"),
+            (self.lr_schedule in ("cosine", "constant"),
+             f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -57,13 +66,19 @@ class TrainConfig:
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0 < self.val_fraction < 1, f"val_fraction must lie in (0, 1), got {self.val_fraction}"),
             (self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}"),
-            (self.arch in ("mlp", "conv"), f"arch must be 'mlp' or 'conv', got {self.arch!r}"),
+            (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
             (self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def planned_epochs(self, train_images: int) -> int:
+        """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS]."""
+        if self.epochs is not None:
+            return self.epochs
+        return max(MIN_EPOCHS, min(MAX_EPOCHS, round(SAMPLE_BUDGET / max(1, train_images))))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cvae_sdk.sampling import prior_noise, transform
+from cvae_sdk.sampling import prior_noise, row_temperatures, transform
 
 if TYPE_CHECKING:
     from cvae_sdk.generator import GenerationOutput, Generator, OutputType
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 class _Request:
     labels: np.ndarray      # (n,) int64
     key: np.ndarray         # the request's noise key (see cvae_sdk.sampling)
-    temperature: float
+    temperature: float | np.ndarray  # a number, or one per class (K,)
     output_type: str
     future: Future[GenerationOutput]
 
@@ -42,12 +43,14 @@ class _Request:
 class MicroBatcher:
     """Coalesces ``submit`` calls from many threads into batched session runs on one worker thread."""
 
-    def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0) -> None:
+    def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
         if not max_delay_ms >= 0:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
         self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0
+        self._on_batch = on_batch  # told the size of every shared run (a server's metrics)
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
@@ -116,15 +119,20 @@ class MicroBatcher:
             drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in batch]
             eps = np.concatenate([e for e, _ in drawn])                              # (B, D)
             u = None if drawn[0][1] is None else np.concatenate([c for _, c in drawn if c is not None])
-            temps = np.concatenate([np.full((r.labels.shape[0], 1), r.temperature) for r in batch])  # (B, 1)
+            temps = np.concatenate([np.broadcast_to(row_temperatures(r.temperature, r.labels), (r.labels.shape[0], 1))
+                                    for r in batch])                                   # (B, 1)
             z = transform(prior, labels, eps, u, temps)                              # (B, D) float32
             images = self._gen.render(z, labels)                                     # float32
+            if self._on_batch is not None:
+                self._on_batch(int(labels.shape[0]))
         except Exception as err:  # hand the failure to every waiting caller
             for request in batch:
-                request.future.set_exception(err)
+                if not request.future.done():
+                    request.future.set_exception(err)
             return
         bounds = np.cumsum([0] + [r.labels.shape[0] for r in batch])
         outputs = [self._gen.package(images[lo:hi], r.labels, z[lo:hi], r.output_type)
                    for r, lo, hi in zip(batch, bounds[:-1], bounds[1:], strict=True)]
         for request, out in zip(batch, outputs, strict=True):  # wake the callers only once all is ready
-            request.future.set_result(out)
+            if not request.future.done():  # a caller may have cancelled while it waited
+                request.future.set_result(out)

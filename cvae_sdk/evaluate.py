@@ -60,6 +60,14 @@ class EvalClassifier:
             raise ValueError(f"{path} is not a cvae-sdk evaluation classifier (no {CLASSIFIER_KEY!r} metadata)")
         return cls(session, json.loads(props[CLASSIFIER_KEY]), path)
 
+    def class_accuracy(self, num_classes: int) -> np.ndarray:
+        """(K,) accuracy on real held-out images per class, from the metadata (overall, where only that is known)."""
+        per_class = self.meta.get("val_accuracy_per_class")
+        if isinstance(per_class, list) and len(per_class) == num_classes:
+            return np.asarray(per_class, dtype=np.float64)
+        overall = self.meta.get("test_accuracy", self.meta.get("val_accuracy", 1.0))
+        return np.full(num_classes, float(overall))
+
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted labels (N,) and penultimate features (N, F) for images (N, C, H, W)."""
         preds, feats = [], []

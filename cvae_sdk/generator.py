@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -101,8 +102,7 @@ class Generator:
             raise ValueError(f"model file {str(model_path)!r} does not exist")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-        requested = [cuda_options(spec, graphs=cuda_graphs)
-                     for spec in requested_providers(providers, ort.get_available_providers())]
+        requested = requested_providers(providers, ort.get_available_providers())
         if any(provider_name(p) != CPU for p in requested) and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
         options = ort.SessionOptions()
@@ -110,8 +110,13 @@ class Generator:
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+
+        def open_session(graphs: bool) -> ort.InferenceSession:
+            specs = [cuda_options(spec, graphs=graphs) for spec in requested]
+            return ort.InferenceSession(str(model_path), options, providers=specs)
+
         try:
-            session = ort.InferenceSession(str(model_path), options, providers=requested)
+            session = open_session(False)  # the plain session; CUDA graphs get sessions of their own
         except Exception as err:  # onnxruntime raises its own types for unreadable graphs
             raise ArtifactError(f"{model_path} is not a loadable ONNX model ({err})") from err
         check_loaded(requested, session.get_providers(), auto=providers == "auto")
@@ -124,9 +129,10 @@ class Generator:
             chunk_size = GPU_CHUNK if on_cuda else CPU_CHUNK
         runner = None
         if on_cuda:
-            options = session.get_provider_options().get(CUDA, {})
-            runner = BoundRunner(session, config, device="cuda", device_id=int(options.get("device_id", 0)),
-                                 graphs=options.get("enable_cuda_graph") == "1", max_batch=chunk_size)
+            device_id = int(session.get_provider_options().get(CUDA, {}).get("device_id", 0))
+            graphs = cuda_graphs and _graphs_load(open_session, model_path)
+            runner = BoundRunner(open_session, session, config, device="cuda", device_id=device_id,
+                                 graphs=graphs, max_batch=chunk_size)
         return cls(session, config, model_path, chunk_size, runner)
 
     @property
@@ -136,6 +142,11 @@ class Generator:
     @property
     def model_path(self) -> Path:
         return self._model_path
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether runs replay captured CUDA graphs (False on CPU, or where the model cannot be captured)."""
+        return self._runner is not None and self._runner.graphs
 
     @property
     def providers(self) -> list[str]:
@@ -178,7 +189,7 @@ class Generator:
 
     def check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                       temperature: float | None = None, output_type: str = "np"
-                      ) -> tuple[np.ndarray, np.ndarray, float]:
+                      ) -> tuple[np.ndarray, np.ndarray, float | np.ndarray]:
         """Validate a request without drawing: class ids (N,), its noise key and its temperature."""
         ids = self.sample_labels(labels, num_samples_per_label)
         _check_output_type(output_type)
@@ -223,9 +234,13 @@ class Generator:
             samples = self._convert(samples, "uint8")
         return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, z, start)
 
-    def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0) -> MicroBatcher:
-        """A micro-batcher that coalesces concurrent small requests into shared session runs."""
-        return MicroBatcher(self, max_batch=max_batch, max_delay_ms=max_delay_ms)
+    def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0,
+                on_batch: Callable[[int], None] | None = None) -> MicroBatcher:
+        """A micro-batcher that coalesces concurrent small requests into shared session runs.
+
+        ``on_batch``, if given, is called with the size of every shared run (for metrics).
+        """
+        return MicroBatcher(self, max_batch=max_batch, max_delay_ms=max_delay_ms, on_batch=on_batch)
 
     def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                     temperature: float | None = None, output_type: OutputType = "np",
@@ -244,7 +259,7 @@ class Generator:
         _check_output_type(output_type)  # every check runs before the first chunk is asked for
         return self._chunks(ids, key, temp, output_type, start, stop)
 
-    def _chunks(self, ids: np.ndarray, key: np.ndarray, temp: float, output_type: str,
+    def _chunks(self, ids: np.ndarray, key: np.ndarray, temp: float | np.ndarray, output_type: str,
                 start: int, stop: int) -> Iterator[GenerationOutput]:
         for lo in range(start, stop, self._chunk):
             hi = min(stop, lo + self._chunk)
@@ -293,9 +308,9 @@ class Generator:
         return np.repeat(self.label_ids(labels), int(n))
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _temperature(self, temperature: float | None) -> float:
+    def _temperature(self, temperature: float | None) -> float | np.ndarray:
         if temperature is None:
-            return self._config.default_temperature
+            return self._config.sampling_temperature(None)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)):
             raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
         if not math.isfinite(temperature) or temperature < 0:
@@ -323,6 +338,17 @@ class Generator:
         c = self._config
         return (f"Generator({str(self._model_path)!r}, classes={c.num_classes}, latent_dim={c.latent_dim}, "
                 f"sample_shape={c.sample_shape}, providers={self.providers})")
+
+
+def _graphs_load(open_session: Callable[[bool], Any], model_path: Path) -> bool:
+    """Whether the model opens with CUDA graphs on; onnxruntime refuses if any node is not on CUDA."""
+    try:
+        open_session(True)
+    except Exception as err:
+        warnings.warn(f"{model_path}: CUDA graphs are off ({err}); every node must run on the CUDA provider "
+                      "for capture. Runs go through IO binding without graphs", stacklevel=3)
+        return False
+    return True
 
 
 def _check_output_type(output_type: str) -> None:

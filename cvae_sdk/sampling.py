@@ -77,10 +77,21 @@ def _rows(key: np.ndarray, start: int, stop: int, stream: int, draw: Any) -> np.
 
 
 def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
-                  temperature: float) -> np.ndarray:
-    """z for samples [start, start + len(labels)): mean + temperature * L @ eps, float32 (N, D)."""
+                  temperature: float | np.ndarray) -> np.ndarray:
+    """z for samples [start, start + len(labels)): mean + temperature * L @ eps, float32 (N, D).
+
+    ``temperature`` is a number, or one per class (K,).
+    """
     eps, u = prior_noise(prior, key, start, start + labels.shape[0])
-    return transform(prior, labels, eps, u, temperature)
+    return transform(prior, labels, eps, u, row_temperatures(temperature, labels))
+
+
+def row_temperatures(temperature: float | np.ndarray, labels: np.ndarray) -> float | np.ndarray:
+    """A number stays a number; per-class temperatures (K,) become one per row, (N, 1)."""
+    if isinstance(temperature, np.ndarray):
+        rows: np.ndarray = temperature[labels][:, None]
+        return rows
+    return temperature
 
 
 def prior_noise(prior: Prior, key: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -34,7 +34,7 @@ def _rewrite(model: Path, out: Path, doc: dict | None, extra: dict[str, str] | N
     (lambda d: d.update(latent_dim=5), "prior means has shape"),
     (lambda d: d.pop("prior"), "lacks required key"),
     (lambda d: d.update(sample_shape=[1, 12]), "sample_shape must be"),
-    (lambda d: d["prior"].update(weights=[[0.5]] * 3), "sum to 1"),
+    (lambda d: d["prior"].update(weights=[[0.5] * len(d["prior"]["weights"][0])] * 3), "sum to 1"),
     (lambda d: d["prior"]["scale_tril"][0][0][0].__setitem__(0, -1.0), "positive diagonal"),
     (lambda d: d["prior"]["means"][0][0].__setitem__(0, float("nan")), "NaN or inf"),
     (lambda d: d.update(class_names="abc"), "has type str"),

@@ -64,10 +64,14 @@ def test_failed_gate_writes_no_file(tiny_run: Path, tiny_classifier: Path, tmp_p
 
 
 def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, tmp_path: Path) -> None:
+    """A run keeps its classifier for the gate; a checkpoint moved away from it needs --classifier."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "best.pt").write_bytes((tiny_run / "best.pt").read_bytes())
     for flag in ("--int8", "--fp16"):
-        result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), flag])
+        result = CliRunner().invoke(app, ["export", str(moved / "best.pt"), "--out", str(tmp_path / "m.onnx"), flag])
         assert result.exit_code == 2 and "--classifier" in result.output
-        assert list(tmp_path.iterdir()) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["moved"]
 
 
 def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_checkpoint_round_trip_with_weights_only(tiny_run: Path) -> None:
     assert state["train_config"]["seed"] == 0
     best = load_checkpoint(tiny_run / "best.pt")
     assert set(best["aggregate_prior"]) == {"weights", "means", "scale_tril"}
-    assert best["aggregate_prior"]["scale_tril"].shape == (3, 1, 4, 4)
+    assert best["aggregate_prior"]["scale_tril"].shape == (3, 10, 4, 4)
 
 
 def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -> None:
@@ -47,11 +48,13 @@ def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -
 
 
 def test_resume_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) -> None:
+    """Extending a run with --resume --epochs: exact with a constant rate (a cosine one follows the new total)."""
     full = tmp_path / "full"
-    train(tiny_config(tiny_npz, full, epochs=3, aggregate_components=0), progress=False)
+    flat = {"aggregate_components": 0, "lr_schedule": "constant"}
+    train(tiny_config(tiny_npz, full, epochs=3, **flat), progress=False)
     part = tmp_path / "part"
-    train(tiny_config(tiny_npz, part, epochs=1, aggregate_components=0), progress=False)
-    train(tiny_config(tiny_npz, part, epochs=3, aggregate_components=0), resume=True, progress=False)
+    train(tiny_config(tiny_npz, part, epochs=1, **flat), progress=False)
+    train(tiny_config(tiny_npz, part, epochs=3, **flat), resume=True, progress=False)
     for a, b in zip(_metrics(full), _metrics(part), strict=True):
         assert a["train_loss"] == b["train_loss"] and a["val_elbo"] == b["val_elbo"]
     wa, wb = load_checkpoint(full / "last.pt")["model"], load_checkpoint(part / "last.pt")["model"]
@@ -84,16 +87,16 @@ def test_diverging_loss_stops_and_keeps_last_good_checkpoint(tiny_npz: Path, tmp
 def _train_with_lr(data: Path, run: Path) -> None:
     """Resume the run with a learning rate so large that the loss overflows."""
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-    for group in state["optimizer"]["param_groups"]:
-        group["lr"] = 1e12
+    state["train_config"]["lr"] = 1e12
     torch.save(state, run / "last.pt")
     train(tiny_config(data, run, epochs=3, aggregate_components=0), resume=True, progress=False)
 
 
 def test_label_fidelity_is_logged_and_ignored_labels_warn(tiny_npz: Path, tiny_classifier: Path,
                                                           tmp_path: Path) -> None:
-    healthy = train(tiny_config(tiny_npz, tmp_path / "ok", epochs=8, batch_size=16, lr=3e-3,
-                                classifier=str(tiny_classifier), aggregate_components=0), progress=False)
+    healthy = train(tiny_config(tiny_npz, tmp_path / "ok", epochs=8, batch_size=16, lr=3e-3, arch="mlp", beta=1.0,
+                                lr_schedule="constant", classifier=str(tiny_classifier), aggregate_components=0),
+                    progress=False)
     assert all(0.0 <= r["label_fidelity"] <= 1.0 for r in healthy.history)
     assert [r["label_fidelity"] for r in _metrics(tmp_path / "ok")] == [r["label_fidelity"] for r in healthy.history]
     assert healthy.history[-1]["label_fidelity"] > 0.9
@@ -110,4 +113,46 @@ def test_label_fidelity_is_logged_and_ignored_labels_warn(tiny_npz: Path, tiny_c
 def test_posterior_collapse_warns(tiny_npz: Path, tmp_path: Path) -> None:
     # a huge beta makes every KL term too expensive: no latent unit stays active
     with pytest.warns(UserWarning, match="posterior collapse"):
-        train(tiny_config(tiny_npz, tmp_path / "collapsed", beta=50.0, aggregate_components=0), progress=False)
+        train(tiny_config(tiny_npz, tmp_path / "collapsed", epochs=3, beta=50.0, aggregate_components=0),
+              progress=False)
+
+
+def _npz(path: Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray) -> Path:
+    np.savez(path, images=images, labels=labels, **extra)
+    return path
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("few", "fewer than 10 training images: {'b': 4}"),
+    ("skipped", r"class\(es\) \['1', '3'\] have no training images"),
+    ("tiny", "images are 1x1 pixels; cvae-sdk needs at least 4x4"),
+])
+def test_untrainable_data_is_one_line_naming_the_limit(tmp_path: Path, case: str, message: str) -> None:
+    rng = np.random.default_rng(0)
+    if case == "few":
+        data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (64, 8, 8), dtype=np.uint8),
+                    np.array([0] * 60 + [1] * 4), class_names=np.array(["a", "b"]))
+    elif case == "skipped":
+        data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 8, 8), dtype=np.uint8), np.arange(90) % 3 * 2)
+    else:
+        data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 1, 1), dtype=np.uint8), np.arange(90) % 3)
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(data), "--out",
+                           str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert re.search(message, done.stderr), done.stderr
+    assert not (tmp_path / "run").exists()  # a failed check writes nothing
+
+
+@pytest.mark.parametrize(("shape", "classes"), [((1, 12, 12), 1), ((3, 64, 64), 2)])
+def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple[int, int, int],
+                                                    classes: int) -> None:
+    from conftest import make_images
+
+    images, labels = make_images(60 * classes, shape, classes, 0)
+    data = _npz(tmp_path / "d.npz", images, labels)
+    train(tiny_config(data, tmp_path / "run", epochs=1), progress=False)
+    from training.export import export_generator
+
+    result = export_generator(tmp_path / "run", tmp_path / "m.onnx")
+    assert result.config.sample_shape == shape and result.config.num_classes == classes
+    assert result.config.class_temperatures is not None and len(result.config.class_temperatures) == classes

@@ -7,6 +7,8 @@ checkpoint and, through export, in the artifact.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from training.model import CVAE
@@ -52,15 +54,24 @@ def _fit_mixture(z: torch.Tensor, m: int, generator: torch.Generator
     covs = (_cov(z) + floor).expand(m, d, d).clone()                # (M, D, D)
     weights = torch.full((m,), 1.0 / m, dtype=z.dtype)
     for _ in range(EM_ITERATIONS):
-        dist = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)
-        log_r = dist.log_prob(z[:, None, :]) + weights.log()       # (N, M)
+        log_r = _gaussian_log_prob(z, means, covs) + weights.log()  # (N, M)
         resp = (log_r - log_r.logsumexp(1, keepdim=True)).exp()
         counts = resp.sum(0) + 1e-9                                  # (M,)
         weights = counts / n
         means = (resp.T @ z) / counts[:, None]
-        centred = z[:, None, :] - means[None]                        # (N, M, D)
-        covs = torch.einsum("nm,nmi,nmj->mij", resp, centred, centred) / counts[:, None, None] + floor
+        centred = (z[None] - means[:, None, :]) * resp.T[:, :, None].sqrt()  # (M, N, D), weighted
+        covs = centred.transpose(1, 2) @ centred / counts[:, None, None] + floor
     return weights, means, covs
+
+
+def _gaussian_log_prob(z: torch.Tensor, means: torch.Tensor, covs: torch.Tensor) -> torch.Tensor:
+    """log N(z_n | mean_m, cov_m) for z (N, D), means (M, D), covs (M, D, D) -> (N, M), via Cholesky."""
+    d = z.shape[1]
+    chol = torch.linalg.cholesky(covs)                                          # (M, D, D)
+    centred = (z[None] - means[:, None, :]).transpose(1, 2)                     # (M, D, N)
+    white = torch.linalg.solve_triangular(chol, centred, upper=False)          # (M, D, N)
+    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)    # (M,)
+    return (-0.5 * (white ** 2).sum(1) - 0.5 * log_det[:, None] - 0.5 * d * math.log(2 * math.pi)).T
 
 
 def _cov(z: torch.Tensor) -> torch.Tensor:

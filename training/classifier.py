@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,13 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.data import open_dataset
+from cvae_sdk.data import LabeledImages, open_dataset
 from cvae_sdk.evaluate import CLASSIFIER_KEY, dataset_fingerprint
 from cvae_sdk.progress import progress_bar
-from training.export import quiet_exporter
-from training.trainer import split_validation
-
-OPSET = 18
+from training.onnx_export import export_module
+from training.splits import split_validation
 
 
 @dataclass(frozen=True)
@@ -47,13 +44,17 @@ class Classifier(nn.Module):
             nn.Conv2d(c, ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(ch, 2 * ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         )
-        self.features = nn.Sequential(nn.Linear(2 * ch * (h // 4) * (w // 4), cfg.features), nn.ReLU())
+        self.features = nn.Sequential(nn.Linear(2 * ch * max(1, h // 4) * max(1, w // 4), cfg.features), nn.ReLU())
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(cfg.features, cfg.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.features(self.convs(x).flatten(1))  # (B, F)
         return self.head(self.dropout(feats)), feats     # logits (B, K), features (B, F)
+
+
+RUN_CLASSIFIER = "classifier.onnx"  # the evaluation classifier a training run keeps beside its checkpoints
+RUN_CLASSIFIER_SAMPLES = 50_000     # examples the in-run classifier sees (under a minute on 2 cores)
 
 
 def train_classifier(data: str, out: Path, *, epochs: int = 12, batch_size: int = 128, lr: float = 1e-3,
@@ -64,6 +65,42 @@ def train_classifier(data: str, out: Path, *, epochs: int = 12, batch_size: int 
         raise ValueError(f"{data} has no test split; the classifier's accuracy is reported on it")
     train_split, val_split = split_validation(dataset.train, 0.1, seed)
     cfg = ClassifierConfig(train_split.image_shape, dataset.num_classes)
+    model = fit_classifier(cfg, train_split, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                           progress=progress)
+    scores = {"val_accuracy": _accuracy(model, val_split.images, val_split.labels),
+              "test_accuracy": _accuracy(model, dataset.test.images, dataset.test.labels)}
+    meta = {"num_classes": cfg.num_classes, "class_names": list(dataset.class_names),
+            "sample_shape": list(cfg.image_shape), "config": asdict(cfg), **scores,
+            "data_fingerprint": dataset_fingerprint(dataset), "train_images": len(train_split)}
+    _export(model, cfg, meta, out)
+    return scores
+
+
+def train_run_classifier(train_split: LabeledImages, val_split: LabeledImages, class_names: list[str],
+                         out: Path, seed: int) -> dict[str, float]:
+    """A small classifier fitted on a run's own train split, so label fidelity works for any data.
+
+    The shipped classifier's shape, about ``RUN_CLASSIFIER_SAMPLES`` examples seen at a higher rate.
+    Its validation accuracy per class says how far its verdicts can be trusted: export holds each
+    class's samples to it (see :mod:`training.calibrate`).
+    """
+    cfg = ClassifierConfig(train_split.image_shape, len(class_names))
+    epochs = max(3, min(12, math.ceil(RUN_CLASSIFIER_SAMPLES / max(1, len(train_split)))))
+    model = fit_classifier(cfg, train_split, epochs=epochs, lr=2e-3, seed=seed, progress=False)
+    predicted = _predict(model, val_split.images)
+    per_class = [float((predicted[val_split.labels == k] == k).mean()) if (val_split.labels == k).any() else 1.0
+                 for k in range(cfg.num_classes)]
+    scores = {"val_accuracy": float((predicted == val_split.labels).mean())}
+    meta = {"num_classes": cfg.num_classes, "class_names": class_names, "sample_shape": list(cfg.image_shape),
+            "config": asdict(cfg), **scores, "val_accuracy_per_class": per_class,
+            "train_images": len(train_split), "epochs": epochs}
+    _export(model, cfg, meta, out)
+    return scores
+
+
+def fit_classifier(cfg: ClassifierConfig, train_split: LabeledImages, *, epochs: int, batch_size: int = 128,
+                   lr: float = 1e-3, seed: int = 0, progress: bool = True) -> Classifier:
+    """Seeded Adam with cosine decay and small random shifts; returns the model in eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Classifier(cfg)
@@ -86,36 +123,21 @@ def train_classifier(data: str, out: Path, *, epochs: int = 12, batch_size: int 
                 loss.backward()
                 optimizer.step()
                 bar.advance(1, f"loss {loss.item():.3f}")
-    model.eval()
-    scores = {"val_accuracy": _accuracy(model, val_split.images, val_split.labels),
-              "test_accuracy": _accuracy(model, dataset.test.images, dataset.test.labels)}
-    meta = {"num_classes": cfg.num_classes, "class_names": list(dataset.class_names),
-            "sample_shape": list(cfg.image_shape), "config": asdict(cfg), **scores,
-            "data_fingerprint": dataset_fingerprint(dataset), "train_images": len(train_split)}
-    _export(model, cfg, meta, out)
-    return scores
+    return model.eval()
 
 
 @torch.no_grad()
+def _predict(model: Classifier, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([model(torch.from_numpy(images[start:start + 2048]))[0].argmax(1).numpy()
+                           for start in range(0, len(images), 2048)])
+
+
 def _accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray) -> float:
-    correct = 0
-    for start in range(0, len(labels), 2048):
-        logits, _ = model(torch.from_numpy(images[start:start + 2048]))
-        correct += int((logits.argmax(1).numpy() == labels[start:start + 2048]).sum())
-    return correct / len(labels)
+    return float((_predict(model, images) == labels).mean())
 
 
 def _export(model: Classifier, cfg: ClassifierConfig, meta: dict[str, object], out: Path) -> None:
-    import onnx
-
-    batch = torch.export.Dim("batch")
-    with tempfile.TemporaryDirectory() as folder, quiet_exporter():
-        raw = Path(folder) / "classifier.onnx"
-        torch.onnx.export(model, (torch.zeros(4, *cfg.image_shape),), raw, dynamo=True, external_data=False,
-                          opset_version=OPSET, input_names=["images"], output_names=["logits", "features"],
-                          dynamic_shapes={"x": {0: batch}}, verbose=False)
-        proto = onnx.load(raw)
-    onnx.helper.set_model_props(proto, {CLASSIFIER_KEY: json.dumps(meta)})
-    onnx.checker.check_model(proto, full_check=True)
+    proto = export_module(model, (torch.zeros(4, *cfg.image_shape),), input_names=["images"],
+                          output_names=["logits", "features"], metadata={CLASSIFIER_KEY: json.dumps(meta)})
     with atomic_path(out) as tmp:
         tmp.write_bytes(proto.SerializeToString())

@@ -8,12 +8,9 @@ atomically: a failed check writes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
-import tempfile
-import warnings
-from collections.abc import Iterator
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -33,10 +30,13 @@ from cvae_sdk.artifact import (
     parse_metadata,
 )
 from cvae_sdk.atomic import atomic_path
+from cvae_sdk.evaluate import EvalClassifier
+from training.calibrate import Calibration, calibrate_temperatures
 from training.checkpoint import load_checkpoint, resolve_checkpoint
+from training.classifier import RUN_CLASSIFIER
 from training.model import CVAE, ModelConfig
+from training.onnx_export import export_module
 
-OPSET = 18
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 2, 7, 64, 1024)
 PRIOR_CHOICES = ("auto", "aggregate", "learned", "standard")
@@ -51,6 +51,7 @@ class ExportResult:
     path: Path
     config: ArtifactConfig
     max_abs_diff: float
+    calibration: Calibration | None = None
 
 
 class GenerativePath(nn.Module):
@@ -93,18 +94,33 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
     return Prior(np.ones((k, 1)), mean[:, None, :], tril, "standard" if which == "standard" else "learned")
 
 
-def export_generator(source: Path, out: Path, *, prior: str = "auto", temperature: float = 1.0,
+def export_generator(source: Path, out: Path, *, prior: str = "auto", temperature: float | None = None,
                      metrics: dict[str, Any] | None = None) -> ExportResult:
-    """Export ``source`` (run folder or checkpoint) to ``out``; returns the written artifact."""
+    """Export ``source`` (run folder or checkpoint) to ``out``; returns the written artifact.
+
+    With ``temperature=None`` and the run's evaluation classifier beside the checkpoint, each class
+    gets a calibrated temperature (:mod:`training.calibrate`); without a classifier, 1.0.
+    """
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
+    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be finite and >= 0, got {temperature}")
     model, state = load_model(Path(source))
     path_module = GenerativePath(model).eval()
+    chosen_prior = choose_prior(model, state, prior)
+    calibration = None
+    if temperature is None:
+        classifier = run_classifier(Path(source), model.cfg.num_classes)
+        if classifier is not None:
+            calibration = calibrate_temperatures(torch_decoder(path_module), chosen_prior, classifier,
+                                                 seed=int(state["train_config"].get("seed", 0)))
+    temps = calibration.temperatures if calibration is not None else None
     config = ArtifactConfig(
         num_classes=model.cfg.num_classes,
         class_names=tuple(state.get("class_names") or [str(i) for i in range(model.cfg.num_classes)]),
-        latent_dim=model.cfg.latent_dim, sample_shape=model.cfg.image_shape,
-        prior=choose_prior(model, state, prior), default_temperature=float(temperature),
+        latent_dim=model.cfg.latent_dim, sample_shape=model.cfg.image_shape, prior=chosen_prior,
+        default_temperature=float(np.mean(temps)) if temps else (1.0 if temperature is None else float(temperature)),
+        class_temperatures=temps,
         train_config=state["train_config"], model_config=state["model_config"],
         metrics=metrics if metrics is not None else dict(state.get("metrics") or {}),
         versions=_versions(), weights_sha256=weights_sha256(path_module))
@@ -113,43 +129,36 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_bytes(onnx_bytes)
-    return ExportResult(out, config, max_diff)
+    return ExportResult(out, config, max_diff, calibration)
+
+
+def run_classifier(source: Path, num_classes: int) -> EvalClassifier | None:
+    """The evaluation classifier a training run keeps beside its checkpoints, if it fits the model."""
+    folder = source if source.is_dir() else source.parent
+    path = folder / RUN_CLASSIFIER
+    if not path.is_file():
+        return None
+    classifier = EvalClassifier.load(path)
+    return classifier if classifier.meta.get("num_classes") == num_classes else None
+
+
+def torch_decoder(module: nn.Module) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """z (N, D), y (N, K) -> images, in chunks, with PyTorch: the graph that export then checks for parity."""
+    @torch.inference_mode()
+    def decode(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([module(torch.from_numpy(z[i:i + 2048]), torch.from_numpy(y[i:i + 2048])).numpy()
+                               for i in range(0, len(z), 2048)])
+    return decode
 
 
 def to_onnx_bytes(module: nn.Module, config: ArtifactConfig) -> bytes:
-    """Dynamo export with a dynamic batch, one self-contained file and the metadata attached."""
-    import onnx
-
-    batch = torch.export.Dim("batch")
+    """The generative path as one self-contained ONNX file with the artifact metadata attached."""
     example = (torch.zeros(8, config.latent_dim), torch.eye(config.num_classes)[torch.arange(8) % config.num_classes])
-    with tempfile.TemporaryDirectory() as folder, quiet_exporter():
-        raw = Path(folder) / "model.onnx"
-        torch.onnx.export(module, example, raw, dynamo=True, external_data=False, opset_version=OPSET,
-                          input_names=[INPUT_Z, INPUT_Y], output_names=[OUTPUT],
-                          dynamic_shapes={"z": {0: batch}, "y": {0: batch}}, verbose=False)
-        proto = onnx.load(raw)
-    onnx.helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
-    proto.producer_name = "cvae-sdk"
-    onnx.checker.check_model(proto, full_check=True)
+    proto = export_module(module, example, input_names=[INPUT_Z, INPUT_Y], output_names=[OUTPUT],
+                          metadata={METADATA_KEY: config.to_json()})
     parse_metadata({p.key: p.value for p in proto.metadata_props}, "exported model")
     data: bytes = proto.SerializeToString()
     return data
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Hide the exporter's chatter (missing torchvision ops, deprecations) that is not ours to fix."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels, strict=True):
-                logger.setLevel(level)
 
 
 def check_parity(module: nn.Module, onnx_bytes: bytes, config: ArtifactConfig) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -28,24 +29,63 @@ from cvae_sdk.evaluate import EvalClassifier, default_classifier
 from cvae_sdk.progress import progress_bar
 from training.aggregate import fit_aggregate_prior
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from training.classifier import RUN_CLASSIFIER, train_run_classifier
 from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from training.model import CVAE, ModelConfig
+from training.splits import split_validation
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024
 LABEL_CHECK_PER_CLASS = 100
 IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
+WARMUP_BEFORE_ALARMS = 3      # epochs before the collapse and ignored-label warnings may fire
+MIN_IMAGES_PER_CLASS = 10     # fewer cannot fit a class's prior, nor say anything about its samples
+MIN_SIDE = 4                  # the conv encoder and the evaluation classifier halve the image twice
 
 
-def guard_classifier(config: TrainConfig, dataset: Dataset) -> EvalClassifier | None:
-    """The classifier that watches label fidelity: --classifier, else the shipped one if it fits the data."""
-    if config.classifier is not None:
-        return EvalClassifier.load(config.classifier)
+def guard_classifier(config: TrainConfig, dataset: Dataset, train_split: LabeledImages,
+                     val_split: LabeledImages, run_dir: Path) -> EvalClassifier:
+    """The classifier that watches label fidelity, kept in the run as ``classifier.onnx`` for export.
+
+    ``--classifier``, else the shipped one if it was trained on this data, else (or on resume) the
+    one this run fitted on its own train split in a few seconds.
+    """
+    kept = run_dir / RUN_CLASSIFIER
+    if not kept.is_file():
+        source = Path(config.classifier) if config.classifier is not None else _shipped_match(dataset)
+        if source is not None:
+            EvalClassifier.load(source)  # a readable classifier, before it is copied
+            with atomic_path(kept) as tmp:
+                tmp.write_bytes(source.read_bytes())
+        else:
+            train_run_classifier(train_split, val_split, list(dataset.class_names), kept, config.seed)
+    return EvalClassifier.load(kept)
+
+
+def _shipped_match(dataset: Dataset) -> Path | None:
     try:
-        return default_classifier(dataset)
+        return default_classifier(dataset).path
     except ValueError:
         return None
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Refuse data a CVAE cannot be trained on, naming the limit, before any work."""
+    _, h, w = dataset.train.image_shape
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"images are {h}x{w} pixels; cvae-sdk needs at least {MIN_SIDE}x{MIN_SIDE} (its conv "
+                         "encoder and evaluation classifier halve the image twice). Resize or pad the images")
+    counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
+    empty = [dataset.class_names[k] for k in np.flatnonzero(counts == 0)]
+    if empty:
+        raise ValueError(f"class(es) {empty[:10]} have no training images (labels must be 0..K-1 with every "
+                         f"class present; {len(empty)} of {dataset.num_classes} ids are unused). Relabel to "
+                         "consecutive ids, or drop those class_names")
+    few = {dataset.class_names[k]: int(counts[k]) for k in np.flatnonzero(counts < MIN_IMAGES_PER_CLASS)}
+    if few:
+        raise ValueError(f"class(es) with fewer than {MIN_IMAGES_PER_CLASS} training images: {few}; every class "
+                         f"needs at least {MIN_IMAGES_PER_CLASS} to fit its prior and check its samples")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,13 +94,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     return torch.device(name)
-
-
-def split_validation(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
-    """A seeded random split; the same seed gives the same split on any machine."""
-    order = np.random.default_rng(seed).permutation(len(data))
-    n_val = max(1, int(round(fraction * len(data))))
-    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int) -> CVAE:
@@ -81,11 +114,13 @@ def preflight(config: TrainConfig, resume: bool
     if resume:
         state = load_checkpoint(run_dir / LAST)
         saved = TrainConfig.from_dict(state["train_config"])
-        config = replace(saved, epochs=config.epochs, device=config.device)
+        config = replace(saved, epochs=saved.epochs if config.epochs is None else config.epochs, device=config.device)
     elif (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
     device = resolve_device(config.device)
-    return config, state, open_dataset(config.data, mirror=config.mirror), device
+    dataset = open_dataset(config.data, mirror=config.mirror)
+    check_trainable(dataset)
+    return config, state, dataset, device
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -106,7 +141,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         generator = torch.Generator().manual_seed(config.seed)
         loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir, context)
         loop.class_names = list(dataset.class_names)
-        loop.classifier = guard_classifier(config, dataset) if context.is_main else None
+        if context.is_main:
+            loop.classifier = guard_classifier(config, dataset, train_split, val_split, run_dir)
         if state is not None:
             loop.restore(state)
         result = loop.run(progress and context.is_main)
@@ -131,6 +167,7 @@ class _Loop:
         self.val_x = val_x.to(device)
         self.val_y = torch.from_numpy(val_split.labels).to(device)
         self.epoch, self.best = 0, -math.inf
+        self.total_epochs = config.planned_epochs(len(train_split))
         self.history: list[dict[str, Any]] = []
         self.partial: dict[str, Any] | None = None  # mid-epoch position after a Ctrl-C checkpoint
         self.class_names: list[str] = []
@@ -165,7 +202,7 @@ class _Loop:
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         try:
-            while self.epoch < self.config.epochs:
+            while self.epoch < self.total_epochs and not self.stop_early():
                 self.run_epoch(progress)
         finally:
             if main:
@@ -177,6 +214,25 @@ class _Loop:
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.interrupted = True
+
+    def stale_epochs(self) -> int:
+        """Epochs since the best validation ELBO (derived from the history, so resume keeps it)."""
+        if not self.history:
+            return 0
+        best = max(range(len(self.history)), key=lambda i: self.history[i]["val_elbo"])
+        return len(self.history) - 1 - best
+
+    def stop_early(self) -> bool:
+        """Rank 0 decides (it alone validates); every rank learns it through one all-reduce."""
+        stale = self.context.is_main and self.config.patience > 0 and self.stale_epochs() >= self.config.patience
+        return bool(all_sum(torch.tensor([float(stale)], dtype=torch.float64), self.context)[0] > 0)
+
+    def lr_at(self, epoch_fraction: float) -> float:
+        """Cosine decay from lr to lr / 20 over the planned epochs (or constant)."""
+        if self.config.lr_schedule == "constant":
+            return self.config.lr
+        t = min(1.0, (self.epoch + epoch_fraction) / self.total_epochs)
+        return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
     def run_epoch(self, progress: bool) -> None:
         try:
@@ -194,12 +250,17 @@ class _Loop:
         record.update(self.label_check())
         self.history.append(record)
         _append_metric(self.run_dir, record)
-        _warn_on_collapse(record, self.model.cfg.latent_dim)
-        _warn_on_ignored_label(record)
-        if record["val_elbo"] > self.best:
+        if self.epoch >= WARMUP_BEFORE_ALARMS:  # the first epochs of any VAE look collapsed
+            _warn_on_collapse(record, self.model.cfg.latent_dim)
+            _warn_on_ignored_label(record)
+        improved = record["val_elbo"] > self.best
+        if improved:
             self.best = record["val_elbo"]
             save_checkpoint(self.state(), self.run_dir / BEST)
         save_checkpoint(self.state(), self.run_dir / LAST)
+        if progress:
+            print(_summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved),
+                  file=sys.stderr, flush=True)
 
     def train_epoch(self, progress: bool) -> dict[str, Any]:
         n, bs = self.x.shape[0], self.config.batch_size
@@ -210,7 +271,7 @@ class _Loop:
         steps = math.ceil(n / bs)
         self.model.train()
         started = time.perf_counter() - self.partial["seconds"]
-        with progress_bar(steps, f"epoch {self.epoch + 1}/{self.config.epochs}", progress) as bar:
+        with progress_bar(steps, f"epoch {self.epoch + 1}/{self.total_epochs}", progress) as bar:
             bar.advance(self.partial["step"])
             while self.partial["step"] < steps:
                 step = self.partial["step"]
@@ -219,6 +280,8 @@ class _Loop:
                     raise TrainingDiverged(
                         f"loss became non-finite at epoch {self.epoch + 1}, step {step}; the last "
                         f"good checkpoint in {self.run_dir} is kept. Lower --lr or --beta and --resume")
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(step / steps)
                 self.optimizer.step()
                 sums += stats[:3]
                 self.partial["step"] = step + 1
@@ -232,7 +295,7 @@ class _Loop:
         self.partial = None
         loss, recon, kl = (sums / n).tolist()
         return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
-                "seconds": seconds, "samples_per_s": n / seconds}
+                "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds}
 
     def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> torch.Tensor:
         """Forward and backward on this rank's part of the global batch ``idx`` (B,).
@@ -300,7 +363,16 @@ class _Loop:
         z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=noise)
         images = self.model.decode(z.to(self.device), y.to(self.device)).cpu().numpy()
         predicted, _ = self.classifier.predict(images)
-        return {"label_fidelity": float((predicted == y.numpy()).mean())}
+        confusion = np.zeros((cfg.num_classes, cfg.num_classes), dtype=np.int64)  # (requested, seen)
+        np.add.at(confusion, (y.numpy(), predicted), 1)
+        per_class = np.diag(confusion) / LABEL_CHECK_PER_CLASS
+        real = self.classifier.class_accuracy(cfg.num_classes)  # what the classifier manages on real images
+        worst = int((per_class / np.maximum(real, 1e-6)).argmin())
+        seen = confusion[worst].copy()
+        seen[worst] = -1
+        return {"label_fidelity": float(per_class.mean()), "worst_class": self.class_names[worst],
+                "worst_class_fidelity": float(per_class[worst]), "worst_class_real_accuracy": float(real[worst]),
+                "worst_class_drawn_as": self.class_names[int(seen.argmax())]}
 
     def finish(self) -> None:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
@@ -316,6 +388,14 @@ class _Loop:
         plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
 
 
+def _summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool) -> str:
+    fidelity = record.get("label_fidelity")
+    return (f"epoch {record['epoch']}/{total}  val ELBO {record['val_elbo']:.2f}  "
+            f"active units {record['active_units']}/{latent_dim}  label fidelity "
+            f"{'-' if fidelity is None else f'{fidelity:.3f}'}  {record['seconds']:.1f} s"
+            f"{'  (best so far)' if improved else ''}")
+
+
 def _warn_on_collapse(record: dict[str, Any], latent_dim: int) -> None:
     if record["active_units"] == 0:
         warnings.warn(f"posterior collapse at epoch {record['epoch']}: no active latent units of "
@@ -328,6 +408,13 @@ def _warn_on_ignored_label(record: dict[str, Any]) -> None:
         warnings.warn(f"the label is being ignored at epoch {record['epoch']}: the classifier recognises the "
                       f"requested label in only {fidelity:.0%} of prior samples; try a smaller --latent-dim, "
                       "a larger --beta or --warmup-epochs", stacklevel=2)
+    elif fidelity is not None and (record["worst_class_fidelity"]
+                                   < IGNORED_LABEL_FIDELITY * record["worst_class_real_accuracy"]):
+        warnings.warn(f"class {record['worst_class']!r} is not being drawn at epoch {record['epoch']}: the classifier "
+                      f"recognises it in only {record['worst_class_fidelity']:.0%} of its prior samples (and "
+                      f"{record['worst_class_real_accuracy']:.0%} of its real images), most often seeing "
+                      f"{record['worst_class_drawn_as']!r}; train longer, or check that class's images and "
+                      "labels", stacklevel=2)
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:

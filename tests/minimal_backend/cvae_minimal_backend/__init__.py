@@ -69,7 +69,7 @@ class LinearBackend:
         k, d = means.shape[0], weight.shape[1]
         config = ArtifactConfig(num_classes=k, class_names=tuple(names), latent_dim=d, sample_shape=tuple(shape),
                                 prior=standard_normal_prior(k, d),
-                                default_temperature=float(options.get("temperature", 1.0)),
+                                default_temperature=_temperature(options.get("temperature")),
                                 train_config=json.loads(str(state["config"])), producer="cvae-minimal-backend")
         _write_bytes(Path(out), _graph(weight, means, shape, config).SerializeToString())
         return Path(out)
@@ -143,3 +143,8 @@ def _write_text(path: Path, text: str) -> None:
 def _write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def _temperature(requested: object) -> float:
+    """The export option: None means the default, 1.0."""
+    return 1.0 if requested is None else float(requested)  # type: ignore[arg-type]
