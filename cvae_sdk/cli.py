@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from cvae_sdk.backends import TrainingDiverged
+from cvae_sdk.backends import TrainConfig, TrainingDiverged
 
-app = typer.Typer(help="Train, export, sample, evaluate and benchmark conditional VAEs.",
+app = typer.Typer(help="Train, export, sample, evaluate, benchmark and serve conditional VAEs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
+_D = TrainConfig(data="", out="")  # the training defaults have one home: TrainConfig
 
 
 def _fail(message: str) -> typer.Exit:
@@ -46,6 +47,23 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"cvae-sdk {version('cvae-sdk')}")
+        except PackageNotFoundError:
+            typer.echo("cvae-sdk (not installed as a distribution)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Train, export, sample, evaluate, benchmark and serve conditional VAEs."""
+
+
 def _progress_enabled(quiet: bool) -> bool:
     return not quiet
 
@@ -55,39 +73,54 @@ def _progress_enabled(quiet: bool) -> bool:
 def train(
     data: Annotated[str, typer.Option(help="IDX folder, .npz file, or 'mnist' to download it.")],
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints, metrics and plots.")],
-    arch: Annotated[Literal["mlp", "conv"], typer.Option(help="Encoder/decoder architecture.")] = "mlp",
-    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = 16,
-    hidden: Annotated[int, typer.Option(help="Width of the hidden layers.")] = 512,
-    conv_channels: Annotated[int, typer.Option(help="Base channel count of the conv arch.")] = 32,
-    prior: Annotated[Literal["learned", "standard"], typer.Option(help="p(z|y) during training.")] = "learned",
-    likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(help="p(x|z,y).")] = "bernoulli",
-    epochs: Annotated[int, typer.Option(help="Epochs to train (in total, when resuming).")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size (global: split across --nproc processes).")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = 1.0,
-    binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = False,
-    classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) that logs label fidelity "
-                                                         "each epoch (default: the shipped one if it fits the data).")
-                          ] = None,
-    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")] = 0.0,
-    val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = 0.1,
+    arch: Annotated[Literal["dense", "conv", "mlp"], typer.Option(
+        help="dense: conv encoder and a Gemm-only decoder (fast to sample); conv: transposed-conv decoder; "
+             "mlp: MLP encoder and decoder.")] = _D.arch,  # type: ignore[assignment]
+    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = _D.latent_dim,
+    hidden: Annotated[int, typer.Option(help="Width of the hidden layers.")] = _D.hidden,
+    conv_channels: Annotated[int, typer.Option(help="Base channel count of the conv layers.")] = _D.conv_channels,
+    prior: Annotated[Literal["learned", "standard"], typer.Option(
+        help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
+    likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(
+        help="p(x|z,y).")] = _D.likelihood,  # type: ignore[assignment]
+    epochs: Annotated[int | None, typer.Option(
+        help="Epochs to train (in total, when resuming). Default: sized from the data (about 1M examples "
+             "seen, 20-200 epochs), stopped early by --patience.")] = _D.epochs,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
+                                               "ELBO; the best checkpoint is kept (0: never).")] = _D.patience,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size (global: split across --nproc processes).")
+                          ] = _D.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D.lr,
+    lr_schedule: Annotated[Literal["cosine", "constant"], typer.Option(
+        help="cosine: decay to lr/20 over the planned epochs.")] = _D.lr_schedule,  # type: ignore[assignment]
+    beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = _D.beta,
+    binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = _D.binarize,
+    classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
+                                                         "the shipped one if it fits the data, else one fitted "
+                                                         "on the train split in seconds).")] = None,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")
+                             ] = _D.warmup_epochs,
+    val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
     aggregate_components: Annotated[int, typer.Option(
-        help="Gaussians per label fitted to the aggregate posterior after training (0: off).")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = 0,
-    device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(help="Training device.")] = "cpu",
+        help="Gaussians per label fitted to the aggregate posterior after training (0: off).")
+    ] = _D.aggregate_components,
+    seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = _D.seed,
+    device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(
+        help="Training device.")] = _D.device,  # type: ignore[assignment]
     backend: Annotated[str, typer.Option(help="Training backend (entry-point name).")] = "torch",
     mirror: Annotated[str | None, typer.Option(help="Base URL of an MNIST mirror for --data mnist.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     nproc: Annotated[int, typer.Option(help="Data-parallel processes on this machine (DDP under torchrun; "
                                             "gloo on CPU, NCCL on GPU).")] = 1,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar and no per-epoch lines.")] = False,
 ) -> None:
-    """Train a CVAE; writes checkpoints, metrics.jsonl and loss_curve.png into --out."""
-    from cvae_sdk.backends import TrainConfig, get_backend
+    """Train a CVAE; writes checkpoints, metrics.jsonl, loss_curve.png and classifier.onnx into --out."""
+    from cvae_sdk.backends import get_backend
 
     config = TrainConfig(data=data, out=str(out), arch=arch, latent_dim=latent_dim, hidden=hidden,
                          conv_channels=conv_channels, prior=prior, likelihood=likelihood, epochs=epochs,
-                         batch_size=batch_size, lr=lr, beta=beta, warmup_epochs=warmup_epochs,
+                         patience=patience, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
+                         warmup_epochs=warmup_epochs,
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
                          aggregate_components=aggregate_components, binarize=binarize,
                          classifier=classifier)
@@ -110,7 +143,9 @@ def export(
     out: Annotated[Path, typer.Option(help="Artifact to write (.onnx).")],
     prior: Annotated[Literal["auto", "aggregate", "learned", "standard"], typer.Option(
         help="Prior to ship: auto takes the aggregate-posterior fit when the run has one.")] = "auto",
-    temperature: Annotated[float, typer.Option(help="Default sampling temperature stored in the artifact.")] = 1.0,
+    temperature: Annotated[float | None, typer.Option(
+        help="Sampling temperature stored in the artifact. Default: one per class, calibrated with the run's "
+             "evaluation classifier (the largest that keeps the class's label fidelity).")] = None,
     backend: Annotated[str, typer.Option(help="Training backend that made the run.")] = "torch",
     int8: Annotated[bool, typer.Option(help="Also write an int8 artifact (static quantisation) beside --out, "
                                             "if it keeps label fidelity within 0.3 points.")] = False,
@@ -121,11 +156,17 @@ def export(
 ) -> None:
     """Export the generative path (prior + decoder) to one ONNX file, after a parity check."""
     from cvae_sdk.backends import get_backend
+    from cvae_sdk.generator import Generator
 
     variants = [name for name, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
-    clf = _gate_classifier(classifier, data) if variants else None  # fail before any work
+    clf = _gate_classifier(classifier, data, source) if variants else None  # fail before any work
     path = get_backend(backend).export(source, out, prior=prior, temperature=temperature)
     summary: dict[str, Any] = {"artifact": str(path), "bytes": path.stat().st_size}
+    config = Generator.from_pretrained(path, providers=["CPUExecutionProvider"]).config
+    if config.class_temperatures is not None:
+        summary["class_temperatures"] = dict(zip(config.class_names, config.class_temperatures, strict=True))
+    else:
+        summary["temperature"] = config.default_temperature
     for variant in variants:
         from training.quantize import quantize_artifact, variant_path
 
@@ -135,14 +176,17 @@ def export(
     typer.echo(json.dumps(summary))
 
 
-def _gate_classifier(classifier: Path | None, data: str | None) -> Any:
+def _gate_classifier(classifier: Path | None, data: str | None, source: Path) -> Any:
     from cvae_sdk.evaluate import EvalClassifier, default_classifier
 
+    run_classifier = (source if source.is_dir() else source.parent) / "classifier.onnx"
+    if classifier is None and data is None and run_classifier.is_file():
+        classifier = run_classifier
     if classifier is not None:
         return EvalClassifier.load(classifier)
     if data is None:
         raise ValueError("--int8/--fp16 need --classifier CLF.onnx (or --data PATH to use the shipped "
-                         "classifier) for their accuracy gate")
+                         "classifier) for their accuracy gate; runs trained by this version keep one")
     from cvae_sdk.data import open_dataset
 
     return default_classifier(open_dataset(data))
@@ -362,6 +406,32 @@ def bench(
         except ImportError:
             typer.echo("matplotlib is not installed: no plot", err=True)
     typer.echo(json.dumps(report))
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[Path | None, typer.Argument(help="Artifact (.onnx); default: the shipped model.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
+    max_delay_ms: Annotated[float, typer.Option(help="How long the batcher waits to fill a run.")] = 2.0,
+    max_samples_per_request: Annotated[int, typer.Option(help="Larger requests get 413.")] = 4096,
+    max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    provider: Annotated[list[str] | None, typer.Option(help="Execution provider(s); default auto.")] = None,
+) -> None:
+    """Serve a model over HTTP: the API under /v1, a web page at /, /metrics. Needs the serve extra."""
+    from cvae_sdk.server import ServeSettings
+    from cvae_sdk.server import serve as run_server
+
+    settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
+                             max_samples_per_request=max_samples_per_request, timeout_s=timeout)
+    if model is not None and not model.is_file():
+        raise ValueError(f"model file {str(model)!r} does not exist")
+    run_server(model, settings, host=host, port=port, threads=threads, providers=provider or "auto",
+               announce=lambda line: typer.echo(line))
 
 
 def main() -> None:

@@ -1,0 +1,367 @@
+"""``cvae-sdk serve``: an HTTP API (FastAPI on uvicorn) over one Generator and its micro-batcher.
+
+Concurrent ``/v1/generate`` requests share session runs through :meth:`Generator.batcher`, so
+each response holds exactly what ``Generator.generate(labels, n, rng=seed, temperature=...)``
+returns, bit for bit, on any replica. Admission is bounded: past ``max_queue`` requests in
+flight the server answers 503 with ``Retry-After`` instead of growing a queue; every request
+has a timeout (504). Errors are JSON ``{"error": "..."}``: a library ``ValueError``/``TypeError``
+is a 400, an unknown field or a wrong type a 422, a body or a request too large a 413.
+
+Requests carry only numbers and names: nothing a client sends reaches a file path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from cvae_sdk.generator import GenerationOutput, Generator
+from cvae_sdk.images import encode_png, labelled_grid
+
+try:
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError as err:  # pragma: no cover - the [serve] extra is missing
+    raise ImportError("cvae-sdk serve needs the serve extra: pip install 'cvae-sdk[serve]'") from err
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+MAX_GRID_PER_LABEL = 64
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits of one server process; the CLI's options."""
+
+    max_batch: int = 256
+    max_delay_ms: float = 2.0
+    max_samples_per_request: int = 4096
+    max_queue: int = 256          # requests in flight before new ones get 503
+    timeout_s: float = 30.0       # per request, from admission to the last byte computed
+    max_body_bytes: int = 65_536
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "max_samples_per_request", "max_queue", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not (self.max_delay_ms >= 0 and self.timeout_s > 0):
+            raise ValueError("max_delay_ms must be >= 0 and timeout_s > 0")
+
+
+class GenerateRequest(BaseModel):
+    """Body of ``POST /v1/generate``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    labels: list[int | str] = Field(min_length=1)
+    num_samples_per_label: int = 1
+    seed: int | None = None
+    temperature: float | None = None
+    output: Literal["npy", "png", "json"] = "npy"
+    dtype: Literal["float32", "uint8"] = "float32"
+
+
+class InterpolateRequest(BaseModel):
+    """Body of ``POST /v1/interpolate``: morph ``start`` into ``end`` in ``steps`` images."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    start: int | str
+    end: int | str
+    steps: int = 8
+    seed: int | None = None
+    temperature: float | None = None
+    output: Literal["npy", "png", "json"] = "png"
+    dtype: Literal["float32", "uint8"] = "float32"
+
+
+class Metrics:
+    """Prometheus text-format counters and histograms, by hand (no client library needed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.latency = _Histogram(LATENCY_BUCKETS)
+        self.batches = _Histogram(BATCH_BUCKETS)
+        self.samples = 0
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(route, status)] += 1
+            self.latency.add(seconds)
+
+    def batch(self, size: int) -> None:
+        with self._lock:
+            self.batches.add(size)
+
+    def served(self, n: int) -> None:
+        with self._lock:
+            self.samples += n
+
+    def text(self) -> str:
+        with self._lock:
+            lines = ["# HELP cvae_requests_total HTTP requests by route and status.",
+                     "# TYPE cvae_requests_total counter"]
+            lines += [f'cvae_requests_total{{route="{route}",status="{status}"}} {count}'
+                      for (route, status), count in sorted(self.requests.items())]
+            lines += self.latency.lines("cvae_request_seconds", "Request latency in seconds.")
+            lines += self.batches.lines("cvae_batch_size", "Rows per shared session run of the micro-batcher.")
+            lines += ["# HELP cvae_samples_served_total Samples returned to clients.",
+                      "# TYPE cvae_samples_served_total counter", f"cvae_samples_served_total {self.samples}"]
+        return "\n".join(lines) + "\n"
+
+
+class _Histogram:
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds, self.counts, self.total, self.n = bounds, [0] * len(bounds), 0.0, 0
+
+    def add(self, value: float) -> None:
+        self.n, self.total = self.n + 1, self.total + value
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+
+    def lines(self, name: str, help_text: str) -> list[str]:
+        out = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        out += [f'{name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(self.bounds, self.counts, strict=True)]
+        return [*out, f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.total:.6f}", f"{name}_count {self.n}"]
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+
+
+def create_app(model: str | Path | None = None, settings: ServeSettings | None = None, *,
+               threads: int | None = None, providers: Any = "auto") -> FastAPI:
+    """The ASGI app; the model loads in the background once the app starts (``/readyz`` says when)."""
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
+    loaded = threading.Event()
+
+    def load() -> None:
+        try:
+            gen = Generator.from_pretrained(model, providers=providers, threads=threads)
+            state["batcher"] = gen.batcher(settings.max_batch, settings.max_delay_ms, on_batch=metrics.batch)
+            state["gen"] = gen
+        except Exception as err:  # reported by /readyz and every model route
+            state["error"] = str(err)
+        finally:
+            loaded.set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=load, name="cvae-sdk-load", daemon=True).start()
+        yield
+        if state["batcher"] is not None:
+            await asyncio.to_thread(state["batcher"].close)  # accepted requests finish first
+
+    app = FastAPI(title="cvae-sdk", version="1", lifespan=lifespan,
+                  description="Label-conditioned sampling from a cvae-sdk artifact.")
+
+    def generator() -> Generator:
+        if state["error"] is not None:
+            raise _Rejected(503, f"the model failed to load: {state['error']}")
+        if state["gen"] is None:
+            raise _Rejected(503, "the model is still loading; retry shortly", {"Retry-After": "1"})
+        gen: Generator = state["gen"]
+        return gen
+
+    async def admitted(work: Callable[[], Awaitable[Response]]) -> Response:
+        """Run ``work`` if the server has room, within the request timeout."""
+        if state["in_flight"] >= settings.max_queue:
+            raise _Rejected(503, f"the server is at capacity ({settings.max_queue} requests in flight); retry",
+                            {"Retry-After": "1"})
+        state["in_flight"] += 1
+        try:
+            return await asyncio.wait_for(work(), settings.timeout_s)
+        except asyncio.TimeoutError:
+            raise _Rejected(504, f"the request took longer than {settings.timeout_s:g} s") from None
+        finally:
+            state["in_flight"] -= 1
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            response: Response = _error(413, f"request body over {settings.max_body_bytes} bytes")
+        else:
+            try:
+                response = await call_next(request)
+            except _Rejected as err:  # raised inside a route: rendered here so metrics see it
+                response = _error(err.status, str(err), err.headers)
+        route = request.scope.get("route")
+        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(_Rejected)
+    async def rejected(request: Request, err: _Rejected) -> Response:
+        return _error(err.status, str(err), err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors())
+        return _error(422, problems)
+
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    async def library_error(request: Request, err: Exception) -> Response:
+        return _error(400, str(err))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """The model is loaded and requests are served."""
+        if state["gen"] is None:
+            return _error(503, state["error"] or "loading", {"Retry-After": "1"})
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/model")
+    async def model_info() -> dict[str, Any]:
+        """The artifact's configuration and the providers in use."""
+        gen = generator()
+        c = gen.config
+        return {"class_names": list(c.class_names), "latent_dim": c.latent_dim, "sample_shape": list(c.sample_shape),
+                "default_temperature": c.default_temperature,
+                "class_temperatures": None if c.class_temperatures is None else list(c.class_temperatures),
+                "providers": gen.providers, "weights_sha256": c.weights_sha256, "format_version": c.format_version,
+                "max_samples_per_request": settings.max_samples_per_request}
+
+    @app.post("/v1/generate")
+    async def generate(body: GenerateRequest) -> Response:
+        """Samples for labels: .npy (float32 or uint8), a PNG grid, or JSON with base64 PNGs."""
+        gen = generator()
+        _check_size(len(body.labels) * max(1, body.num_samples_per_label), settings)
+
+        async def work() -> Response:
+            future = state["batcher"].submit(body.labels, body.num_samples_per_label, rng=body.seed,
+                                             temperature=body.temperature,
+                                             output_type="uint8" if body.output != "npy" or body.dtype == "uint8"
+                                             else "np")
+            out = await asyncio.shield(asyncio.wrap_future(future))  # a timeout leaves the batch alone
+            metrics.served(len(out.labels))
+            return _render(gen, out, body.output, columns=body.num_samples_per_label)
+
+        return await admitted(work)
+
+    @app.get("/v1/grid.png")
+    async def grid(label: list[str] = Query(...), n: int = 8, seed: int | None = None,  # noqa: B008
+                   temperature: float | None = None) -> Response:
+        """A PNG grid for an ``<img>`` tag: one row per label, ``n`` samples each."""
+        gen = generator()
+        if not 1 <= n <= MAX_GRID_PER_LABEL:
+            raise _Rejected(400, f"n must lie in 1..{MAX_GRID_PER_LABEL} for a grid, got {n}")
+        _check_size(len(label) * n, settings)
+        labels = [_label(x, gen) for x in label]
+
+        async def work() -> Response:
+            future = state["batcher"].submit(labels, n, rng=seed, temperature=temperature, output_type="uint8")
+            out = await asyncio.shield(asyncio.wrap_future(future))
+            metrics.served(len(out.labels))
+            return _render(gen, out, "png", columns=n)
+
+        return await admitted(work)
+
+    @app.post("/v1/interpolate")
+    async def interpolate(body: InterpolateRequest) -> Response:
+        """Morph one label into another (one row of ``steps`` images)."""
+        gen = generator()
+        _check_size(body.steps, settings)
+
+        async def work() -> Response:
+            out = await asyncio.to_thread(gen.interpolate, body.start, body.end, body.steps, rng=body.seed,
+                                          temperature=body.temperature,
+                                          output_type="uint8" if body.output != "npy" or body.dtype == "uint8"
+                                          else "np")
+            metrics.served(len(out.labels))
+            return _render(gen, out, body.output, columns=body.steps, one_row=True)
+
+        return await admitted(work)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        """The web page: pick labels and see a grid; morph one label into another."""
+        return (resources.files("cvae_sdk") / "web" / "index.html").read_text()
+
+    return app
+
+
+def _check_size(n: int, settings: ServeSettings) -> None:
+    if n > settings.max_samples_per_request:
+        raise _Rejected(413, f"{n} samples requested; this server returns at most "
+                             f"{settings.max_samples_per_request} per request (--max-samples-per-request)")
+
+
+def _label(value: str, gen: Generator) -> int | str:
+    """A query-string label: a class name if it is one, else an int id."""
+    if value in gen.config.class_names:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise _Rejected(400, f"unknown label {value!r}; class names are {list(gen.config.class_names)}") from None
+
+
+def _render(gen: Generator, out: GenerationOutput, output: str, columns: int, one_row: bool = False) -> Response:
+    names = [gen.config.class_names[int(i)] for i in out.labels]
+    if output == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, out.samples, allow_pickle=False)
+        return Response(buffer.getvalue(), media_type="application/octet-stream",
+                        headers={"X-Labels": ",".join(str(int(i)) for i in out.labels)})
+    if output == "png":
+        row_names = [f"{names[0]}>{names[-1]}"] if one_row else names[::columns]
+        return Response(encode_png(labelled_grid(out.samples, row_names, columns)), media_type="image/png")
+    images = [base64.b64encode(encode_png(np.ascontiguousarray(img.transpose(1, 2, 0)))).decode()
+              for img in out.samples]
+    return JSONResponse({"labels": [int(i) for i in out.labels], "class_names": names, "images": images,
+                         "shape": list(out.samples.shape[1:])})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
+          threads: int | None = None, providers: Any = "auto", announce: Callable[[str], None] = print) -> None:
+    """Run the server until SIGINT/SIGTERM (accepted requests finish first); announce its URL once bound."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(model, settings, threads=threads, providers=providers),
+                                           host=host, port=port, log_level="warning", timeout_graceful_shutdown=60))
+
+    def announce_when_bound() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        announce(f"cvae-sdk serving on http://{shown}:{bound[1]}")
+
+    threading.Thread(target=announce_when_bound, name="cvae-sdk-announce", daemon=True).start()
+    server.run()

@@ -1,0 +1,255 @@
+"""`cvae-sdk serve`, tested as a client sees it: real server processes on 127.0.0.1 at ephemeral ports,
+real HTTP requests (urllib), and a real headless Chromium for the web page."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cvae_sdk import Generator
+from cvae_sdk.images import encode_png, labelled_grid
+
+SCREENSHOTS = Path(os.environ.get("CVAE_SDK_SCREENSHOTS", Path(__file__).resolve().parent.parent / ".test-output"))
+
+
+class Server:
+    """A `cvae-sdk serve` subprocess; its URL comes from the one line it prints once bound."""
+
+    def __init__(self, model: Path, *args: str) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "cvae_sdk", "serve", str(model), "--port", "0",
+                                         "--threads", "1", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line.startswith("cvae-sdk serving on http://127.0.0.1:"):
+            self.process.kill()
+            raise AssertionError(f"no URL line: {line!r} {self.process.stderr.read() if self.process.stderr else ''}")
+        self.url = line.split()[-1]
+        deadline = time.monotonic() + 60
+        while request(self, "GET", "/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "the model did not load within 60 s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+def request(server: Server, method: str, path: str, body: Any = None, raw: bytes | None = None,
+            timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(server.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Path) -> Iterator[Server]:
+    running = Server(tiny_model, "--max-samples-per-request", "500")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model: Path) -> Generator:
+    return Generator.from_pretrained(tiny_model, providers=["CPUExecutionProvider"], threads=1)
+
+
+def _npy(body: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(body), allow_pickle=False)
+
+
+def test_health_model_and_schema(server: Server, gen: Generator) -> None:
+    assert request(server, "GET", "/healthz")[0] == 200
+    assert json.loads(request(server, "GET", "/readyz")[2]) == {"status": "ready"}
+    model = json.loads(request(server, "GET", "/v1/model")[2])
+    assert model["class_names"] == list(gen.config.class_names) and model["latent_dim"] == gen.config.latent_dim
+    assert model["sample_shape"] == list(gen.config.sample_shape) and model["providers"] == ["CPUExecutionProvider"]
+    assert model["weights_sha256"] == gen.config.weights_sha256
+    schema = json.loads(request(server, "GET", "/openapi.json")[2])
+    assert {"/v1/generate", "/v1/grid.png", "/v1/interpolate", "/v1/model"} <= set(schema["paths"])
+    status, headers, page = request(server, "GET", "/")
+    assert status == 200 and b"<button id=\"generate\"" in page and b"http" not in page.split(b"<script>")[1]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_generate_npy_is_bit_identical_to_the_library(server: Server, gen: Generator, dtype: str) -> None:
+    body = {"labels": [2, "top"], "num_samples_per_label": 3, "seed": 11, "temperature": 0.7,
+            "output": "npy", "dtype": dtype}
+    status, headers, data = request(server, "POST", "/v1/generate", body)
+    want = gen.generate([2, "top"], 3, rng=11, temperature=0.7, output_type="np" if dtype == "float32" else "uint8")
+    got = _npy(data)
+    assert status == 200 and got.dtype == want.samples.dtype and np.array_equal(got, want.samples)
+    assert headers["x-labels"] == ",".join(str(i) for i in want.labels)
+
+
+def test_generate_png_and_json(server: Server, gen: Generator) -> None:
+    want = gen.generate([0, 1], 4, rng=5, output_type="uint8")
+    status, headers, png = request(server, "POST", "/v1/generate",
+                                   {"labels": [0, 1], "num_samples_per_label": 4, "seed": 5, "output": "png"})
+    names = [gen.config.class_names[i] for i in (0, 1)]
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert png == encode_png(labelled_grid(want.samples, names, 4))
+    status, _, data = request(server, "POST", "/v1/generate",
+                              {"labels": [0, 1], "num_samples_per_label": 4, "seed": 5, "output": "json"})
+    doc = json.loads(data)
+    assert doc["labels"] == want.labels.tolist() and len(doc["images"]) == 8
+    assert base64.b64decode(doc["images"][0]) == encode_png(want.samples[0].transpose(1, 2, 0).copy())
+
+
+def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
+    status, headers, png = request(server, "GET", "/v1/grid.png?label=top&label=2&n=3&seed=1")
+    want = gen.generate(["top", 2], 3, rng=1, output_type="uint8").samples
+    assert status == 200 and png == encode_png(labelled_grid(want, ["top", gen.config.class_names[2]], 3))
+    status, _, data = request(server, "POST", "/v1/interpolate",
+                              {"start": 0, "end": 2, "steps": 5, "seed": 3, "output": "npy"})
+    assert status == 200 and np.array_equal(_npy(data), gen.interpolate(0, 2, 5, rng=3).samples)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [
+    ("POST", "/v1/generate", {"labels": [7]}, 400, "out of range"),
+    ("POST", "/v1/generate", {"labels": ["nope"]}, 400, "unknown"),
+    ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 0}, 400, ">= 1"),
+    ("POST", "/v1/generate", {"labels": [0], "temperature": -1.0}, 400, "temperature"),
+    ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 501}, 413, "at most 500"),
+    ("POST", "/v1/generate", {"labels": [0], "bogus": 1}, 422, "bogus"),
+    ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": "3"}, 422, "num_samples_per_label"),
+    ("POST", "/v1/generate", {"labels": [0], "output": "exe"}, 422, "output"),
+    ("POST", "/v1/generate", {"labels": [0], "seed": 1.5}, 422, "seed"),
+    ("POST", "/v1/interpolate", {"start": 0, "end": 9}, 400, "out of range"),
+    ("GET", "/v1/grid.png?label=0&n=0", None, 400, "n must lie"),
+    ("GET", "/v1/grid.png?label=../../etc/passwd", None, 400, "unknown label"),
+])
+def test_bad_input_gets_a_json_error(server: Server, method: str, path: str, body: Any, status: int,
+                                     message: str) -> None:
+    got, headers, data = request(server, method, path, body)
+    assert got == status and message in json.loads(data)["error"], data
+
+
+def test_a_body_over_the_limit_is_413(server: Server) -> None:
+    huge = json.dumps({"labels": [0] * 40_000}).encode()
+    status, _, data = request(server, "POST", "/v1/generate", raw=huge)
+    assert status == 413 and "body over" in json.loads(data)["error"]
+
+
+def test_metrics_count_routes_batches_and_samples(server: Server) -> None:
+    request(server, "POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 2, "seed": 0})
+    text = request(server, "GET", "/metrics")[2].decode()
+    assert 'cvae_requests_total{route="/v1/generate",status="200"}' in text
+    assert "cvae_request_seconds_bucket{le=\"+Inf\"}" in text and "cvae_batch_size_count" in text
+    served = [line for line in text.splitlines() if line.startswith("cvae_samples_served_total")]
+    assert served and int(served[0].split()[1]) >= 2
+
+
+def test_64_concurrent_clients_get_their_own_samples(server: Server, gen: Generator) -> None:
+    def one(seed: int) -> tuple[int, np.ndarray]:
+        body = {"labels": [seed % 3], "num_samples_per_label": 1 + seed % 4, "seed": seed}
+        status, _, data = request(server, "POST", "/v1/generate", body, timeout=60)
+        return status, _npy(data)
+
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(one, range(64)))
+    for seed, (status, got) in enumerate(results):
+        assert status == 200
+        assert np.array_equal(got, gen.generate([seed % 3], 1 + seed % 4, rng=seed).samples)
+
+
+def test_overload_answers_503_with_retry_after(tiny_model: Path) -> None:
+    busy = Server(tiny_model, "--max-queue", "1", "--max-delay-ms", "200")
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda s: request(busy, "POST", "/v1/generate", {"labels": [0], "seed": s}),
+                                    range(16)))
+        statuses = [status for status, _, _ in results]
+        assert 200 in statuses and 503 in statuses
+        refused = next(r for r in results if r[0] == 503)
+        assert refused[1]["retry-after"] == "1" and "capacity" in json.loads(refused[2])["error"]
+    finally:
+        busy.stop()
+
+
+def test_sigterm_finishes_accepted_requests(tiny_model: Path) -> None:
+    slow = Server(tiny_model, "--max-delay-ms", "800")  # every batch waits 0.8 s to fill
+    results: list[tuple[int, bytes]] = []
+
+    def client(seed: int) -> None:
+        status, _, data = request(slow, "POST", "/v1/generate", {"labels": [1], "seed": seed})
+        results.append((status, data))
+
+    clients = [threading.Thread(target=client, args=(s,)) for s in range(8)]
+    for thread in clients:
+        thread.start()
+    time.sleep(0.3)  # accepted, waiting in the batcher
+    slow.process.send_signal(signal.SIGTERM)
+    for thread in clients:
+        thread.join(timeout=60)
+    assert len(results) == 8 and all(status == 200 for status, _ in results)
+    assert slow.process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+
+
+def test_replicas_answer_the_same_bytes(tiny_model: Path) -> None:
+    replicas = [Server(tiny_model), Server(tiny_model)]
+    try:
+        body = {"labels": [0, 1, 2], "num_samples_per_label": 5, "seed": 99, "output": "npy"}
+        answers = [request(replica, "POST", "/v1/generate", body)[2] for replica in replicas]
+        assert answers[0] == answers[1] and len(answers[0]) > 128
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_the_page_draws_a_grid_in_a_real_browser(server: Server, gen: Generator) -> None:
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, ("the browser test needs Debian's chromium and chromium-driver: "
+                                      "apt-get install -y chromium chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        browser.get(server.url + "/")
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#labels input"))
+        browser.find_element(By.ID, "count").clear()
+        browser.find_element(By.ID, "count").send_keys("4")
+        browser.find_element(By.ID, "generate").click()
+        size = WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+            "const i = document.getElementById('grid'); return i.complete && i.naturalWidth > 0 ? "
+            "[i.naturalWidth, i.naturalHeight] : null;"))
+        checked = len(browser.find_elements(By.CSS_SELECTOR, "#labels input:checked"))
+        expected = labelled_grid(np.zeros((checked * 4, *gen.config.sample_shape), np.uint8),
+                                 list(gen.config.class_names[:checked]), 4).shape
+        assert size == [expected[1], expected[0]]
+        browser.find_element(By.ID, "morph").click()
+        WebDriverWait(browser, 30).until(lambda b: b.execute_script(
+            "return document.getElementById('morph-frame').naturalWidth > 0;"))
+        assert browser.find_element(By.ID, "error").text == ""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(SCREENSHOTS / "serve-page.png"))
+    finally:
+        browser.quit()
