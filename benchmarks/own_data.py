@@ -1,0 +1,96 @@
+"""The own-data benchmark: the two recommended commands, with no flag, on sets nobody tuned for.
+
+For each set it runs exactly
+
+    cvae-sdk train --data SET --out RUN && cvae-sdk export RUN --out MODEL.onnx
+
+timing both, then scores the artifact at its own (calibrated) temperatures with an independent
+evaluation classifier: one trained by ``cvae-sdk classifier`` with another seed (or the shipped one
+for MNIST-based sets), never the run's own. Sets are built on the machine by
+``benchmarks/harder_sets.py``; nothing is committed as data. Rows append to
+``benchmarks/results/own_data.jsonl``; ``python benchmarks/quality_table.py`` renders them.
+
+    python benchmarks/own_data.py glyphs mnist-3k --work /tmp/own-data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harder_sets  # noqa: E402  (the set builders beside this script)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
+SETS = ("glyphs", "mnist-3k", "mnist")
+CLASSIFIER_SEED = "1"  # the run's own classifier uses the training seed (0): this one differs
+
+
+def cli(*args: str) -> tuple[str, float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cvae-sdk {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1], time.perf_counter() - started
+
+
+def build(name: str, work: Path, mnist: str) -> tuple[str, str | None]:
+    """The data argument for the set, and an independent classifier (None: the shipped one matches)."""
+    if name == "mnist":
+        return mnist, None
+    path = work / f"{name}.npz"
+    if not path.exists():
+        arrays = harder_sets.glyphs() if name == "glyphs" else harder_sets.mnist_subset(mnist)
+        import numpy as np
+
+        np.savez_compressed(path, **arrays)
+    if name == "mnist-3k":
+        return str(path), None  # same test split as MNIST: the shipped classifier is independent of the run
+    classifier = work / f"{name}-classifier.onnx"
+    if not classifier.exists():
+        cli("classifier", "--data", str(path), "--out", str(classifier), "--seed", CLASSIFIER_SEED, "--quiet")
+    return str(path), str(classifier)
+
+
+def run(name: str, work: Path, mnist: str) -> dict[str, object]:
+    data, classifier = build(name, work, mnist)
+    run_dir, model = work / f"{name}-run", work / f"{name}.onnx"
+    _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet")
+    exported, export_s = cli("export", str(run_dir), "--out", str(model))
+    report_path = work / f"{name}-eval.json"
+    cli("evaluate", str(model), "--data", data, "--json", str(report_path), "--quiet",
+        *(["--classifier", classifier] if classifier else []))
+    report = json.loads(report_path.read_text())
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    best = max(history, key=lambda r: r["val_elbo"])
+    from cvae_sdk.data import load_dataset
+
+    return {"set": name, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
+            "export_seconds": round(export_s, 1), "epochs_run": len(history), "best_epoch": best["epoch"],
+            "val_elbo": best["val_elbo"], "class_temperatures": json.loads(exported).get("class_temperatures"),
+            "independent_classifier": classifier or "shipped mnist-classifier.onnx",
+            **{k: report[k] for k in ("classifier_test_accuracy", "label_fidelity", "worst_class_fidelity",
+                                      "frechet_distance", "frechet_floor", "frechet_ratio", "diversity_ratio")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sets", nargs="*", default=list(SETS), choices=SETS)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cvae-own-data"))
+    parser.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.sets:
+        row = run(name, args.work, args.mnist)
+        with RESULTS.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
