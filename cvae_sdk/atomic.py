@@ -6,7 +6,7 @@ A crash or a failed check leaves either the old file or nothing, never half a fi
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +25,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise ValueError(f"cannot write {target}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"cannot write {target}: folder {folder} is not writable; choose another --out")
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    while True:  # created with mode 0o666, so the process umask applies as to any new file
+        tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         with open(tmp, "rb") as handle:

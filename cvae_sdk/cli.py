@@ -233,6 +233,7 @@ def info(
     doc = json.loads(gen.config.to_json())
     doc["model_path"] = str(gen.model_path)
     doc["available_providers"] = ort.get_available_providers()
+    doc["sampling_providers"] = _sampling_providers(gen.model_path, doc["available_providers"])
     if as_json:
         typer.echo(json.dumps(doc))
         return
@@ -240,8 +241,24 @@ def info(
     doc["prior"] = {"source": prior["source"], "components_per_class": len(prior["weights"][0])}
     for key in ("model_path", "format_version", "num_classes", "class_names", "latent_dim", "sample_shape",
                 "prior", "default_temperature", "quantization", "weights_sha256", "versions",
-                "metrics", "model_config", "available_providers"):
+                "metrics", "model_config", "sampling_providers", "available_providers"):
         typer.echo(f"{key:>20}: {json.dumps(doc.get(key))}")
+
+
+def _sampling_providers(model: Path, available: list[str]) -> list[str]:
+    """The providers a session on this model really runs on: listed is not loaded (onnxruntime-gpu without
+    a GPU lists CUDA and falls back to CPU), and the others listed (Azure, ...) do not sample."""
+    import onnxruntime as ort
+
+    usable = []
+    for name in ("CUDAExecutionProvider", "CPUExecutionProvider"):
+        if name in available:
+            options = ort.SessionOptions()
+            options.log_severity_level = 4
+            session = ort.InferenceSession(str(model), options, providers=[name])
+            if session.get_providers()[0] == name:
+                usable.append(name)
+    return usable
 
 
 @app.command()
@@ -338,13 +355,30 @@ def evaluate(
 
         report["likelihood"] = likelihood_report(source, dataset.test, k=k, limit=likelihood_images,
                                                  binarized=binarized, seed=seed, progress=not quiet)
-    text = json.dumps(report)
     if json_out is not None:
         from cvae_sdk.atomic import atomic_path
 
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(report, indent=1))
-    typer.echo(text)
+    typer.echo(_evaluation_table(report))
+    headline = ("label_fidelity", "worst_class_fidelity", "frechet_distance", "frechet_floor", "frechet_ratio",
+                "diversity_ratio", "classifier_test_accuracy", "temperature")
+    typer.echo(json.dumps({key: report[key] for key in headline} | {"json": str(json_out) if json_out else None}))
+
+
+def _evaluation_table(report: dict[str, Any]) -> str:
+    """One line per class, then the averages: what `evaluate` prints for a person."""
+    lines = [f"{'class':<14}{'fidelity':>10}{'Frechet':>10}{'floor':>8}{'diversity':>11}"]
+    for row in report["per_class"]:
+        lines.append(f"{row['class'][:13]:<14}{row['fidelity']:>10.3f}{row['frechet']:>10.2f}"
+                     f"{row['frechet_floor']:>8.2f}{row['diversity_generated'] / row['diversity_real']:>11.3f}")
+    lines.append(f"{'all':<14}{report['label_fidelity']:>10.4f}{report['frechet_distance']:>10.2f}"
+                 f"{report['frechet_floor']:>8.2f}{report['diversity_ratio']:>11.3f}")
+    lines.append(f"worst class {report['worst_class_fidelity']:.3f}; Frechet / floor {report['frechet_ratio']:.2f}; "
+                 f"classifier accuracy on real test images {report['classifier_test_accuracy']:.4f}")
+    if "likelihood" in report:
+        lines.append(f"test ELBO and -log p(x|y): see --json ({json.dumps(report['likelihood'])[:80]}...)")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager

@@ -139,7 +139,7 @@ def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClas
             for key in ("frechet", "frechet_floor", "diversity_generated", "diversity_real")}
     return {
         "samples_per_label": samples_per_label, "seed": seed,
-        "temperature": gen.config.default_temperature if temperature is None else temperature,
+        "temperature": _reported_temperature(gen, temperature),
         "classifier_test_accuracy": float((real_pred == test.labels).mean()),
         "label_fidelity": float(np.trace(confusion) / confusion.sum()),
         "worst_class_fidelity": float(min(row["fidelity"] for row in per_class)),
@@ -148,6 +148,16 @@ def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClas
         "diversity_ratio": float(np.mean([r["diversity_generated"] / r["diversity_real"] for r in per_class])),
         "per_class": per_class, "confusion_matrix": confusion.tolist(),
     }
+
+
+def _reported_temperature(gen: Generator, temperature: float | None) -> float | dict[str, float]:
+    """The temperature the samples were drawn at: the given one, else the artifact's (per class if calibrated)."""
+    if temperature is not None:
+        return temperature
+    temps = gen.config.class_temperatures
+    if temps is None:
+        return gen.config.default_temperature
+    return dict(zip(gen.config.class_names, temps, strict=True))
 
 
 def comparison_sheet(gen: Generator, test: LabeledImages, per_row: int = 8, seed: int = 0,

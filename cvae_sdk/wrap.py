@@ -42,7 +42,17 @@ def wrap_decoder(source: str | Path, out: str | Path, *, class_names: Sequence[s
     names = [str(n) for n in class_names]
     if len(names) < 1 or len(set(names)) != len(names):
         raise ValueError(f"class names must be distinct and at least one, got {names}")
-    model = onnx.load(str(source))
+    source = Path(source)
+    if not source.is_file():
+        raise ValueError(f"decoder file {str(source)!r} does not exist")
+    try:
+        model = onnx.load(str(source))
+    except Exception as err:  # protobuf raises its own DecodeError for a corrupt or foreign file
+        raise ValueError(f"{source} is not a readable ONNX model ({type(err).__name__}); export the decoder "
+                         "to ONNX again (tf2onnx, torch.onnx.export)") from None
+    if any(prop.key == METADATA_KEY for prop in model.metadata_props):
+        raise ValueError(f"{source} is already a cvae-sdk artifact; wrapping would replace its prior with "
+                         "N(0, I). Use it as it is (cvae-sdk validate checks it)")
     graph = model.graph
     z_name, y_name = _pick_inputs(graph, len(names), z_input, y_input)
     out_name = _pick_output(graph, output)

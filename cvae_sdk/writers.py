@@ -53,7 +53,8 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
         result = gen.generate(labels, n, rng=seed, temperature=temperature,
                               output_type="uint8" if dtype == "uint8" else "np")
         with atomic_path(out) as tmp, tmp.open("wb") as handle:
-            np.savez(handle, samples=result.samples, labels=result.labels, latents=result.latents,
+            # the keys `cvae-sdk train` reads: generated data can be trained on as it is
+            np.savez(handle, images=result.samples, labels=result.labels, latents=result.latents,
                      class_names=np.array(gen.config.class_names))
     else:
         _stream_npy(gen, out, labels, n, seed, temperature, dtype, start, stop, progress)

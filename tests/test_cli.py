@@ -65,14 +65,18 @@ def test_shards_concatenate_to_the_whole(tiny_model: Path, tmp_path: Path) -> No
     assert np.array_equal(parts, np.load(tmp_path / "all.npy"))
 
 
-def test_sample_npz_holds_samples_labels_latents(tiny_model: Path, tmp_path: Path) -> None:
+def test_sample_npz_holds_images_labels_latents_and_reads_as_a_dataset(tiny_model: Path, tmp_path: Path) -> None:
+    from cvae_sdk.data import load_dataset
+
     out = tmp_path / "s.npz"
-    result = runner.invoke(app, ["sample", "--model", str(tiny_model), "--label", "1", "--n", "4", "--out", str(out),
-                                 "--dtype", "uint8"])
+    result = runner.invoke(app, ["sample", "--model", str(tiny_model), "--label", "1", "--label", "0", "--n", "4",
+                                 "--out", str(out), "--dtype", "uint8"])
     assert result.exit_code == 0, result.output
     with np.load(out, allow_pickle=False) as archive:
-        assert archive["samples"].dtype == np.uint8 and archive["samples"].shape == (4, 1, 12, 12)
-        assert archive["labels"].tolist() == [1, 1, 1, 1] and archive["latents"].shape == (4, 4)
+        assert archive["images"].dtype == np.uint8 and archive["images"].shape == (8, 1, 12, 12)
+        assert archive["labels"].tolist() == [1] * 4 + [0] * 4 and archive["latents"].shape == (8, 4)
+    generated = load_dataset(out)  # what `cvae-sdk train --data s.npz` reads
+    assert len(generated.train) == 8 and generated.class_names == ("top", "middle", "bottom")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -135,3 +135,15 @@ def test_validate_catches_a_fixed_batch_axis(tiny_model: Path, tmp_path: Path) -
     report = validate_artifact(fixed)
     assert not report.ok and report.checks[-1].name == "signature"
     assert "fixed batch dimension 8" in report.checks[-1].detail and "dynamic_shapes" in report.checks[-1].detail
+
+
+def test_wrap_refuses_a_corrupt_file_and_an_artifact_in_one_line(tiny_model: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage-not-a-protobuf" * 10)
+    for source, message in ((corrupt, "is not a readable ONNX model"),
+                            (tiny_model, "already a cvae-sdk artifact; wrapping would replace its prior")):
+        done = subprocess.run([sys.executable, "-m", "cvae_sdk", "wrap", str(source), "--out", str(tmp_path / "w.onnx"),
+                               "--sample-shape", "1,12,12", "--class-names", "a,b,c"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        assert not (tmp_path / "w.onnx").exists()

@@ -43,12 +43,16 @@ def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, ti
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_classifier: Path) -> None:
+def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_classifier: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(tiny_npz), "--classifier",
                                       str(tiny_classifier), "--samples-per-label", "20", "--k", "50",
-                                      "--likelihood-images", "30", "--quiet"])
+                                      "--likelihood-images", "30", "--quiet", "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.strip().splitlines()[-1])
+    lines = result.output.strip().splitlines()
+    assert lines[0].split() == ["class", "fidelity", "Frechet", "floor", "diversity"]
+    assert [line.split()[0] for line in lines[1:5]] == ["top", "middle", "bottom", "all"]
+    assert set(json.loads(lines[-1])) >= {"label_fidelity", "frechet_ratio", "diversity_ratio", "json"}
+    report = json.loads((tmp_path / "r.json").read_text())
     lik = report["likelihood"]
     for prior in ("training_prior", "artifact_prior"):
         # the importance-sampled bound is tighter than the ELBO: -log p(x|y) <= -ELBO
