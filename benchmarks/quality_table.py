@@ -40,9 +40,28 @@ def own_data_table() -> str:
     return "\n".join(lines)
 
 
+def decoder_table() -> str:
+    """Quality (glyphs, T = 0.9) beside sampling cost, per decoder: results/decoder_choice.jsonl and the bench runs."""
+    folder = Path(__file__).resolve().parent / "results"
+    rows = [json.loads(line) for line in (folder / "decoder_choice.jsonl").read_text().splitlines() if line.strip()]
+    lines = ["| decoder | MFLOP/sample | samples/s, batch 4096 | fidelity | worst class | FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in (r for r in rows if r["temperature"] == 0.9):
+        bench = json.loads((folder / f"decoder-choice-{'conv' if r['arch'] == 'conv' else 'dense1024'}"
+                            / "bench.json").read_text())
+        rate = next(b["samples_per_s"] for b in bench["rows"] if b["engine"] == "sdk-fp32" and b["batch"] == 4096)
+        t = OWN_TARGETS["other"]
+        scores = " | ".join(mark(key, r[key], t) for key in t)
+        lines.append(f"| {r['arch']} | {bench['flops_per_sample'] / 1e6:.2f} | {rate:,.0f} | {scores} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     if sys.argv[1:] == ["own-data"]:
         print(own_data_table())
+        return
+    if sys.argv[1:] == ["decoder"]:
+        print(decoder_table())
         return
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
     print("| variant | training flags | prior | T | val ELBO | active units | fidelity | worst class "

@@ -138,24 +138,36 @@ def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: st
     return make, gen.providers
 
 
-def _torch_engine(model: Path, threads: int, device: str, compiled: bool, to_host: bool = True) -> Engine:
+def torch_generative_path(model: Path) -> Any:
+    """The artifact's decoder rebuilt in PyTorch from its own initializers (the bench's torch engines)."""
     import onnx
     import torch
     from onnx import numpy_helper
 
-    from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
+    from cvae_sdk.generator import Generator
     from training.export import GenerativePath
     from training.model import CVAE, ModelConfig
+
+    config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
+    module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
+    graph = onnx.load(str(model)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    # every decoder tensor by name; files from before the first layer's split load through the
+    # decoder's own renaming (one (out, D + K) weight becomes z_weight and y_weight)
+    module.load_state_dict({k: v for k, v in weights.items() if k.startswith("decoder.")}, strict=True)
+    return module.eval()
+
+
+def _torch_engine(model: Path, threads: int, device: str, compiled: bool, to_host: bool = True) -> Engine:
+    import torch
+
+    from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
 
     torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 as the SDK's CUDA engines run it (use_tf32=0)
     torch.backends.cudnn.allow_tf32 = False
     config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
-    module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
-    graph = onnx.load(str(model)).graph
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    module.load_state_dict({k: v for k, v in weights.items() if k in module.state_dict()}, strict=True)
-    module = module.eval().to(device)
+    module = torch_generative_path(model).to(device)
     run = torch.compile(module) if compiled else module
     # The same work as the SDK: the artifact's whole mixture prior at its (per-class) temperature,
     # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.

@@ -21,8 +21,10 @@ from training.checkpoint import load_checkpoint
 from training.distributed import DistContext, launch, rank_slice
 
 # 270 training images in batches of 49: the last batch (25) splits unevenly, 13 + 12.
-TRAIN_ARGS = ["--latent-dim", "4", "--hidden", "32", "--batch-size", "49", "--aggregate-components", "0",
-              "--binarize", "--quiet"]
+# The MLP arch: the 1e-4 weight tolerance below is stated for Gemm layers; a ConvTranspose's
+# weight gradient sums in another order on each rank and drifts further over three epochs.
+TRAIN_ARGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-size", "49",
+              "--aggregate-components", "0", "--binarize", "--quiet"]
 RELATIVE_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-4
 
