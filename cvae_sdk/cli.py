@@ -250,7 +250,7 @@ def _sampling_providers(model: Path, available: list[str]) -> list[str]:
     a GPU lists CUDA and falls back to CPU), and the others listed (Azure, ...) do not sample."""
     import onnxruntime as ort
 
-    usable = []
+    usable: list[str] = []
     for name in ("CUDAExecutionProvider", "CPUExecutionProvider"):
         if name in available:
             options = ort.SessionOptions()

@@ -59,7 +59,7 @@ def test_metadata_round_trip(tiny_run: Path, tiny_model: Path) -> None:
     assert config.num_classes == 3 and config.class_names == ("top", "middle", "bottom")
     assert config.latent_dim == 4 and config.sample_shape == (1, 12, 12)
     assert config.prior.source == "aggregate" and config.prior.means.shape == (3, 10, 4)
-    assert doc["train_config"]["latent_dim"] == 4 and doc["model_config"]["arch"] == "dense"
+    assert doc["train_config"]["latent_dim"] == 4 and doc["model_config"]["arch"] == "conv"
     assert {"torch", "onnx", "cvae-sdk"} <= set(doc["versions"])
     assert len(doc["weights_sha256"]) == 64
     assert "val_elbo" in doc["metrics"]

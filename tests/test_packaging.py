@@ -18,8 +18,10 @@ gen = Generator.from_pretrained()
 out = gen.generate([3, 7], num_samples_per_label=2, rng=0)
 assert 'site-packages' in str(gen.model_path), gen.model_path
 assert out.samples.shape == (4, 1, 28, 28)
-from cvae_sdk.fastpath import TO_UINT8
-assert TO_UINT8.is_file() and 'site-packages' in str(TO_UINT8), TO_UINT8
+from cvae_sdk.fastpath import TAKE_ROWS
+assert all(k.is_file() and 'site-packages' in str(k) for k in TAKE_ROWS.values()), TAKE_ROWS
+from importlib import resources
+assert (resources.files('cvae_sdk') / 'web' / 'index.html').is_file()
 print('OK', gen.model_path.name, 'torch' in sys.modules)
 """
 

@@ -189,6 +189,16 @@ def test_overload_answers_503_with_retry_after(tiny_model: Path) -> None:
         busy.stop()
 
 
+def test_a_request_past_its_timeout_is_504_and_the_server_carries_on(tiny_model: Path) -> None:
+    slow = Server(tiny_model, "--max-delay-ms", "600", "--timeout", "0.1")  # batches wait longer than requests
+    try:
+        status, _, data = request(slow, "POST", "/v1/generate", {"labels": [0], "seed": 0})
+        assert status == 504 and "longer than 0.1 s" in json.loads(data)["error"]
+        assert request(slow, "GET", "/v1/model")[0] == 200
+    finally:
+        slow.stop()
+
+
 def test_sigterm_finishes_accepted_requests(tiny_model: Path) -> None:
     slow = Server(tiny_model, "--max-delay-ms", "800")  # every batch waits 0.8 s to fill
     results: list[tuple[int, bytes]] = []
