@@ -11,12 +11,14 @@ in time and count. Prints a table, then one JSON line; ``--out`` also writes the
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import signal
 import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,8 +32,9 @@ from cvae_sdk.bench import machine
 MAX_REQUESTS_PER_CLIENT = 20_000
 
 
-def start_server(model: str | None, threads: int) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", "--threads", str(threads)]
+def start_server(model: str | None, threads: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
+    args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", "--threads", str(threads),
+            "--max-delay-ms", str(delay_ms)]
     server = subprocess.Popen(args + ([model] if model else []), stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
     if "serving on" not in line:
@@ -51,19 +54,25 @@ def start_server(model: str | None, threads: int) -> tuple[subprocess.Popen[str]
 
 
 def client_loop(url: str, client: int, seconds: float) -> list[float]:
+    """One client on one keep-alive connection, as a service calling the API would hold one."""
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    connection = http.client.HTTPConnection(host, port, timeout=30)
     latencies = []
     deadline = time.perf_counter() + seconds
-    for i in range(MAX_REQUESTS_PER_CLIENT):
-        if time.perf_counter() >= deadline:
-            break
-        body = json.dumps({"labels": [i % 10], "num_samples_per_label": 1, "seed": client * 100_000 + i}).encode()
-        request = urllib.request.Request(url + "/v1/generate", data=body, headers={"Content-Type": "application/json"})
-        started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=30) as response:
+    try:
+        for i in range(MAX_REQUESTS_PER_CLIENT):
+            if time.perf_counter() >= deadline:
+                break
+            body = json.dumps({"labels": [i % 10], "num_samples_per_label": 1, "seed": client * 100_000 + i})
+            started = time.perf_counter()
+            connection.request("POST", "/v1/generate", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
             response.read()
             if response.status != 200:
                 raise RuntimeError(f"status {response.status}")
-        latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - started)
+    finally:
+        connection.close()
     return latencies
 
 
@@ -97,10 +106,11 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="artifact (default: the shipped model)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-delay-ms", type=float, default=0.0, help="the server's batcher delay")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     local = in_process(args.model, args.threads, args.seconds)
-    server, url = start_server(args.model, args.threads)
+    server, url = start_server(args.model, args.threads, args.max_delay_ms)
     try:
         rows = [measure(url, clients, args.seconds) for clients in (1, 16, 64)]
     finally:
@@ -108,6 +118,7 @@ def main() -> None:
         server.wait(timeout=60)
     one = rows[0]
     report = {"benchmark": "serve_load", "machine": machine(), "seconds_per_level": args.seconds,
+              "max_delay_ms": args.max_delay_ms,
               "model": args.model or "shipped", "in_process": local, "rows": rows,
               "speedup_64_vs_1": rows[-1]["requests_per_s"] / one["requests_per_s"],
               "server_overhead_ms_at_1": one["p50_ms"] - local["p50_ms"]}

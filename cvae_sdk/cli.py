@@ -449,7 +449,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
-    max_delay_ms: Annotated[float, typer.Option(help="How long the batcher waits to fill a run.")] = 2.0,
+    max_delay_ms: Annotated[float, typer.Option(help="How long the batcher waits to fill a run (0: it runs what is "
+                                                    "queued at once; under load runs fill while one decodes).")] = 0.0,
     max_samples_per_request: Annotated[int, typer.Option(help="Larger requests get 413.")] = 4096,
     max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,

@@ -48,7 +48,7 @@ class ServeSettings:
     """Limits of one server process; the CLI's options."""
 
     max_batch: int = 256
-    max_delay_ms: float = 2.0
+    max_delay_ms: float = 0.0
     max_samples_per_request: int = 4096
     max_queue: int = 256          # requests in flight before new ones get 503
     timeout_s: float = 30.0       # per request, from admission to the last byte computed
@@ -173,6 +173,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     app = FastAPI(title="cvae-sdk", version="1", lifespan=lifespan,
                   description="Label-conditioned sampling from a cvae-sdk artifact.")
+    app.add_middleware(_Observe, metrics=metrics, max_body=settings.max_body_bytes)
 
     def generator() -> Generator:
         if state["error"] is not None:
@@ -194,21 +195,6 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             raise _Rejected(504, f"the request took longer than {settings.timeout_s:g} s") from None
         finally:
             state["in_flight"] -= 1
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            response: Response = _error(413, f"request body over {settings.max_body_bytes} bytes")
-        else:
-            try:
-                response = await call_next(request)
-            except _Rejected as err:  # raised inside a route: rendered here so metrics see it
-                response = _error(err.status, str(err), err.headers)
-        route = request.scope.get("route")
-        metrics.observe(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started)
-        return response
 
     @app.exception_handler(_Rejected)
     async def rejected(request: Request, err: _Rejected) -> Response:
@@ -308,6 +294,38 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         return (resources.files("cvae_sdk") / "web" / "index.html").read_text()
 
     return app
+
+
+class _Observe:
+    """Plain ASGI middleware: refuse oversized bodies (413) and count every response for /metrics.
+
+    (Starlette's ``@app.middleware("http")`` wraps each request in extra tasks and streams; this adds
+    no work beyond reading two headers.)
+    """
+
+    def __init__(self, app: Any, metrics: Metrics, max_body: int) -> None:
+        self.app, self.metrics, self.max_body = app, metrics, max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            response = _error(413, f"request body over {self.max_body} bytes")
+            await response(scope, receive, send)
+            status = 413
+        else:
+            async def observed(message: dict[str, Any]) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, observed)
+        route = scope.get("route")
+        self.metrics.observe(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
 
 
 def _check_size(n: int, settings: ServeSettings) -> None:
