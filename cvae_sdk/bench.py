@@ -138,8 +138,9 @@ def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: st
     return make, gen.providers
 
 
-def torch_generative_path(model: Path) -> Any:
-    """The artifact's decoder rebuilt in PyTorch from its own initializers (the bench's torch engines)."""
+def torch_generative_path(model: Path) -> tuple[Any, Any]:
+    """The artifact's decoder rebuilt in PyTorch from its own initializers (the bench's torch engines),
+    with the artifact's config."""
     import onnx
     import torch
     from onnx import numpy_helper
@@ -155,19 +156,19 @@ def torch_generative_path(model: Path) -> Any:
     # every decoder tensor by name; files from before the first layer's split load through the
     # decoder's own renaming (one (out, D + K) weight becomes z_weight and y_weight)
     module.load_state_dict({k: v for k, v in weights.items() if k.startswith("decoder.")}, strict=True)
-    return module.eval()
+    return module.eval(), config
 
 
 def _torch_engine(model: Path, threads: int, device: str, compiled: bool, to_host: bool = True) -> Engine:
     import torch
 
-    from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
+    from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK
 
     torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 as the SDK's CUDA engines run it (use_tf32=0)
     torch.backends.cudnn.allow_tf32 = False
-    config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
-    module = torch_generative_path(model).to(device)
+    module, config = torch_generative_path(model)
+    module = module.to(device)
     run = torch.compile(module) if compiled else module
     # The same work as the SDK: the artifact's whole mixture prior at its (per-class) temperature,
     # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.

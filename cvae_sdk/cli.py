@@ -177,9 +177,9 @@ def export(
 
 
 def _gate_classifier(classifier: Path | None, data: str | None, source: Path) -> Any:
-    from cvae_sdk.evaluate import EvalClassifier, default_classifier
+    from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
 
-    run_classifier = (source if source.is_dir() else source.parent) / "classifier.onnx"
+    run_classifier = run_classifier_path(source)
     if classifier is None and data is None and run_classifier.is_file():
         classifier = run_classifier
     if classifier is not None:

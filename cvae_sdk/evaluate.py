@@ -24,6 +24,7 @@ from cvae_sdk.images import labelled_grid
 
 CLASSIFIER_KEY = "cvae_sdk_classifier"
 SHIPPED_CLASSIFIER = "mnist-classifier.onnx"
+RUN_CLASSIFIER = "classifier.onnx"  # the evaluation classifier a training run keeps beside its checkpoints
 DIVERSITY_SUBSAMPLE = 500
 BATCH = 2048
 
@@ -77,6 +78,11 @@ class EvalClassifier:
             preds.append(logits.argmax(1))
             feats.append(features.astype(np.float64))
         return np.concatenate(preds), np.concatenate(feats)
+
+
+def run_classifier_path(source: Path) -> Path:
+    """Where a run keeps its evaluation classifier, for a run folder or a checkpoint inside one."""
+    return (source if source.is_dir() else source.parent) / RUN_CLASSIFIER
 
 
 def default_classifier(dataset: Dataset) -> EvalClassifier:

@@ -246,8 +246,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         async def work() -> Response:
             future = state["batcher"].submit(body.labels, body.num_samples_per_label, rng=body.seed,
                                              temperature=body.temperature,
-                                             output_type="uint8" if body.output != "npy" or body.dtype == "uint8"
-                                             else "np")
+                                             output_type=_output_type(body.output, body.dtype))
             out = await asyncio.shield(asyncio.wrap_future(future))  # a timeout leaves the batch alone
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.num_samples_per_label)
@@ -281,8 +280,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         async def work() -> Response:
             out = await asyncio.to_thread(gen.interpolate, body.start, body.end, body.steps, rng=body.seed,
                                           temperature=body.temperature,
-                                          output_type="uint8" if body.output != "npy" or body.dtype == "uint8"
-                                          else "np")
+                                          output_type=_output_type(body.output, body.dtype))
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.steps, one_row=True)
 
@@ -326,6 +324,11 @@ class _Observe:
             await self.app(scope, receive, observed)
         route = scope.get("route")
         self.metrics.observe(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
+
+
+def _output_type(output: str, dtype: str) -> Literal["np", "uint8"]:
+    """PNG and JSON bodies are 8-bit images; .npy is float32 unless uint8 was asked for."""
+    return "uint8" if output != "npy" or dtype == "uint8" else "np"
 
 
 def _check_size(n: int, settings: ServeSettings) -> None:

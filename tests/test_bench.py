@@ -49,6 +49,7 @@ def test_the_torch_engines_decode_the_artifacts_own_weights() -> None:
     gen = Generator.from_pretrained(shipped_model_path(), providers=["CPUExecutionProvider"])
     out = gen.generate(list(range(10)), 3, rng=0)
     with torch.inference_mode():
-        rebuilt = torch_generative_path(shipped_model_path())(torch.from_numpy(out.latents),
-                                                              torch.eye(10)[torch.from_numpy(out.labels)]).numpy()
+        module, config = torch_generative_path(shipped_model_path())
+        rebuilt = module(torch.from_numpy(out.latents), torch.eye(10)[torch.from_numpy(out.labels)]).numpy()
+    assert config.latent_dim == 16
     assert abs(rebuilt - out.samples).max() < 1e-5

@@ -53,7 +53,6 @@ class Classifier(nn.Module):
         return self.head(self.dropout(feats)), feats     # logits (B, K), features (B, F)
 
 
-RUN_CLASSIFIER = "classifier.onnx"  # the evaluation classifier a training run keeps beside its checkpoints
 RUN_CLASSIFIER_SAMPLES = 50_000     # examples the in-run classifier sees (under a minute on 2 cores)
 
 

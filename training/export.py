@@ -30,10 +30,9 @@ from cvae_sdk.artifact import (
     parse_metadata,
 )
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.evaluate import EvalClassifier
+from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
 from training.calibrate import Calibration, calibrate_temperatures
 from training.checkpoint import load_checkpoint, resolve_checkpoint
-from training.classifier import RUN_CLASSIFIER
 from training.model import CVAE, ModelConfig
 from training.onnx_export import export_module
 
@@ -134,8 +133,7 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
 
 def run_classifier(source: Path, num_classes: int) -> EvalClassifier | None:
     """The evaluation classifier a training run keeps beside its checkpoints, if it fits the model."""
-    folder = source if source.is_dir() else source.parent
-    path = folder / RUN_CLASSIFIER
+    path = run_classifier_path(source)
     if not path.is_file():
         return None
     classifier = EvalClassifier.load(path)

@@ -25,11 +25,11 @@ import torch
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages, open_dataset
-from cvae_sdk.evaluate import EvalClassifier, default_classifier
+from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
 from cvae_sdk.progress import progress_bar
 from training.aggregate import fit_aggregate_prior
 from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from training.classifier import RUN_CLASSIFIER, train_run_classifier
+from training.classifier import train_run_classifier
 from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from training.model import CVAE, ModelConfig
 from training.splits import split_validation
@@ -51,7 +51,7 @@ def guard_classifier(config: TrainConfig, dataset: Dataset, train_split: Labeled
     ``--classifier``, else the shipped one if it was trained on this data, else (or on resume) the
     one this run fitted on its own train split in a few seconds.
     """
-    kept = run_dir / RUN_CLASSIFIER
+    kept = run_classifier_path(run_dir)
     if not kept.is_file():
         source = Path(config.classifier) if config.classifier is not None else _shipped_match(dataset)
         if source is not None:
