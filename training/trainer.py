@@ -49,7 +49,7 @@ def guard_classifier(config: TrainConfig, dataset: Dataset, train_split: Labeled
     """The classifier that watches label fidelity, kept in the run as ``classifier.onnx`` for export.
 
     ``--classifier``, else the shipped one if it was trained on this data, else (or on resume) the
-    one this run fitted on its own train split in a few seconds.
+    one this run fitted on its own train split (under a minute on 2 cores).
     """
     kept = run_classifier_path(run_dir)
     if not kept.is_file():
