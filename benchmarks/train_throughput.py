@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+from cvae_sdk_training.trainer import train
 
 from cvae_sdk import bench
 from cvae_sdk.backends import TrainConfig
-from training.trainer import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training_throughput.json"
 

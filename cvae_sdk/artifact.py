@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,8 @@ def _parse_prior(prior: dict[str, Any], k: int, d: int, where: str) -> Prior:
     if (diag <= 0).any() or np.abs(np.triu(tril, 1)).max(initial=0.0) > 0:
         raise ArtifactError(f"{where}: prior scale_tril must be lower-triangular with a positive diagonal")
     return Prior(weights, means, tril, str(prior.get("source", "unknown")))
+
+
+def variant_path(fp32: Path, variant: str) -> Path:
+    """Where an artifact's quantised variant goes: ``model.onnx`` -> ``model.int8.onnx`` / ``model.fp16.onnx``."""
+    return fp32.with_name(f"{fp32.stem}.{variant}.onnx")

@@ -16,8 +16,12 @@ from pathlib import Path
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; rename it over ``target`` if the block succeeds.
 
-    >>> with atomic_path("out.npy") as tmp:   # doctest: +SKIP
-    ...     np.save(tmp, array)
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "out.txt") as tmp:
+    ...     _ = tmp.write_text("all or nothing")
+    >>> (folder / "out.txt").read_text(), sorted(p.name for p in folder.iterdir())
+    ('all or nothing', ['out.txt'])
     """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")

@@ -3,19 +3,34 @@
 A backend turns a :class:`TrainConfig` into a run folder (checkpoints plus a ``metrics.jsonl``
 with a ``val_elbo`` per epoch) and exports a run into an ONNX artifact that
 :class:`cvae_sdk.Generator` serves. Backends register under the entry-point group
-``cvae_sdk.training_backends``; ``torch`` is built in.
+``cvae_sdk.training_backends``; ``torch`` (the ``cvae_sdk_training`` package) is built in.
+
+The runtime reaches a training backend only through this registry, never by importing it.
+Besides ``train`` and ``export``, a backend may offer the optional capabilities in
+:data:`CAPABILITIES` (data-parallel training, int8/fp16 variants, likelihoods, the bench's
+reference engines, ...); :func:`capability` finds one or says which backend lacks it.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 ENTRY_POINT_GROUP = "cvae_sdk.training_backends"
-BUILTIN_BACKENDS = {"torch": "training.backend:TorchBackend"}
+BUILTIN_BACKENDS = {"torch": "cvae_sdk_training.backend:TorchBackend"}
+# Optional backend methods, and what a user loses without them (see TorchBackend for their signatures).
+CAPABILITIES = {
+    "launch": "data-parallel training (--nproc)",
+    "quantize": "int8 and float16 artifact variants (--int8, --fp16)",
+    "export_for_evaluation": "evaluating a run folder or checkpoint (export the run, then evaluate the .onnx)",
+    "likelihood_report": "test ELBO and -log p(x|y) of a run",
+    "train_classifier": "training an evaluation classifier",
+    "bench_engine": "the bench's PyTorch reference engines",
+}
 ARCHS = ("dense", "conv", "mlp")
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
 # and cut short by early stopping once the validation ELBO stops improving (small data overfits).
@@ -125,6 +140,16 @@ def available_backends() -> dict[str, str]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found[ep.name] = ep.value
     return found
+
+
+def capability(name: str, feature: str) -> Callable[..., Any]:
+    """The backend ``name``'s method for one of the optional :data:`CAPABILITIES`, or a one-line error."""
+    backend = get_backend(name)
+    method = getattr(backend, feature, None)
+    if not callable(method):
+        raise ValueError(f"training backend {name!r} does not offer {CAPABILITIES[feature]}; "
+                         "use --backend torch (pip install 'cvae-sdk[train]')")
+    return method  # type: ignore[no-any-return]
 
 
 def get_backend(name: str) -> TrainingBackend:

@@ -7,9 +7,13 @@ thread, so a bad one fails there, at once; everything else happens on the worker
 the batch where it can be (one prior transform and one session run per batch), so 64 callers do
 not contend for the GIL with per-request numpy work.
 
->>> with gen.batcher(max_batch=256, max_delay_ms=2) as batcher:   # doctest: +SKIP
+>>> from cvae_sdk import Generator
+>>> gen = Generator.from_pretrained()
+>>> with gen.batcher(max_batch=256, max_delay_ms=2) as batcher:
 ...     future = batcher.submit(3, rng=0)
 ...     image = future.result().samples[0]
+>>> bool((image == gen.generate(3, rng=0).samples[0]).all())
+True
 """
 
 from __future__ import annotations

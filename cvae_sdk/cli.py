@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
-from cvae_sdk.backends import TrainConfig, TrainingDiverged
+from cvae_sdk.backends import TrainConfig, TrainingDiverged, capability
 
 app = typer.Typer(help="Train, export, sample, evaluate, benchmark and serve conditional VAEs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -125,9 +125,8 @@ def train(
                          aggregate_components=aggregate_components, binarize=binarize,
                          classifier=classifier)
     if nproc != 1:
-        from training.distributed import launch
-
-        status = launch(backend, config, nproc=nproc, resume=resume, progress=_progress_enabled(quiet))
+        launch = capability(backend, "launch")
+        status = launch(config, nproc=nproc, resume=resume, progress=_progress_enabled(quiet))
         if status != 0:
             raise typer.Exit(status)
         return
@@ -155,6 +154,7 @@ def export(
     data: Annotated[str | None, typer.Option(help="Dataset whose shipped classifier gates int8/fp16.")] = None,
 ) -> None:
     """Export the generative path (prior + decoder) to one ONNX file, after a parity check."""
+    from cvae_sdk.artifact import variant_path
     from cvae_sdk.backends import get_backend
     from cvae_sdk.generator import Generator
 
@@ -168,10 +168,8 @@ def export(
     else:
         summary["temperature"] = config.default_temperature
     for variant in variants:
-        from training.quantize import quantize_artifact, variant_path
-
-        target = variant_path(path, variant)  # type: ignore[arg-type]
-        gate = quantize_artifact(path, target, clf, variant=variant)  # type: ignore[arg-type]
+        target = variant_path(path, variant)
+        gate = capability(backend, "quantize")(path, target, clf, variant=variant)
         summary[variant] = {"artifact": str(target), **gate, "bytes": target.stat().st_size}
     typer.echo(json.dumps(summary))
 
@@ -351,8 +349,7 @@ def evaluate(
             write_png(sheet, comparison_sheet(gen, dataset.test, seed=seed, temperature=temperature))
             report["sheet"] = str(sheet)
     if likelihood and source.suffix != ".onnx":
-        from training.evaluation import likelihood_report
-
+        likelihood_report = capability("torch", "likelihood_report")
         report["likelihood"] = likelihood_report(source, dataset.test, k=k, limit=likelihood_images,
                                                  binarized=binarized, seed=seed, progress=not quiet)
     if json_out is not None:
@@ -389,10 +386,8 @@ def _artifact_for(source: Path, temperature: float | None) -> Iterator[Path]:
         return
     import tempfile
 
-    from training.evaluation import export_for_evaluation
-
     with tempfile.TemporaryDirectory(prefix="cvae-eval-") as folder:
-        yield export_for_evaluation(source, Path(folder), temperature)
+        yield capability("torch", "export_for_evaluation")(source, Path(folder), temperature)
 
 
 @app.command()
@@ -405,8 +400,7 @@ def classifier(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train the evaluation classifier that `evaluate` uses for fidelity and realism."""
-    from training.classifier import train_classifier
-
+    train_classifier = capability("torch", "train_classifier")
     typer.echo(json.dumps({"classifier": str(out), **train_classifier(data, out, epochs=epochs, seed=seed,
                                                                        progress=not quiet)}))
 

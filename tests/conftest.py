@@ -70,7 +70,7 @@ def tiny_config(data: Path, out: Path, **overrides: object):  # -> TrainConfig
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.trainer import train
+    from cvae_sdk_training.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(tiny_npz, out), progress=False)
@@ -79,7 +79,7 @@ def tiny_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.export import export_generator
+    from cvae_sdk_training.export import export_generator
 
     out = tmp_path_factory.mktemp("models") / "tiny.onnx"
     export_generator(tiny_run, out)
@@ -88,7 +88,7 @@ def tiny_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.classifier import train_classifier
+    from cvae_sdk_training.classifier import train_classifier
 
     out = tmp_path_factory.mktemp("clf") / "clf.onnx"
     scores = train_classifier(str(tiny_npz), out, epochs=4, progress=False)

@@ -45,7 +45,7 @@ def minimal_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_the_second_backend_is_found_through_its_entry_point(minimal_backend: Path) -> None:
     assert available_backends()["minimal"] == "cvae_minimal_backend:LinearBackend"
-    assert available_backends()["torch"] == "training.backend:TorchBackend"
+    assert available_backends()["torch"] == "cvae_sdk_training.backend:TorchBackend"
 
 
 @pytest.mark.parametrize("name", ["torch", "minimal"])

@@ -42,9 +42,9 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
 def test_the_torch_engines_decode_the_artifacts_own_weights() -> None:
     """The shipped file predates the split first layer: its (out, D + K) weight loads all the same."""
     import torch
+    from cvae_sdk_training.bench_engines import torch_generative_path
 
     from cvae_sdk import Generator, shipped_model_path
-    from cvae_sdk.bench import torch_generative_path
 
     gen = Generator.from_pretrained(shipped_model_path(), providers=["CPUExecutionProvider"])
     out = gen.generate(list(range(10)), 3, rng=0)

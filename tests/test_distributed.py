@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cvae_sdk_training.checkpoint import load_checkpoint
+from cvae_sdk_training.distributed import DistContext, launch, rank_slice
 
 from cvae_sdk.backends import TrainConfig
-from training.checkpoint import load_checkpoint
-from training.distributed import DistContext, launch, rank_slice
 
 # 270 training images in batches of 49: the last batch (25) splits unevenly, 13 + 12.
 # The MLP arch: the 1e-4 weight tolerance below is stated for Gemm layers; a ConvTranspose's

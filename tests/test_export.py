@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cvae_sdk_training.export as export_module
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from cvae_sdk_training.export import ExportCheckError, GenerativePath, export_generator, load_model
+from cvae_sdk_training.onnx_export import OPSET
 
-import training.export as export_module
 from cvae_sdk.artifact import METADATA_KEY, parse_metadata
-from training.export import ExportCheckError, GenerativePath, export_generator, load_model
-from training.onnx_export import OPSET
 
 
 def test_file_passes_full_check_and_is_self_contained(tiny_model: Path) -> None:
@@ -108,8 +108,7 @@ def test_exported_graph_has_no_concat(tiny_npz: Path, tmp_path: Path, arch: str)
     """(z, y) enter through two Gemms and an Add: a CUDA Concat of unequal inputs stages its pointer
     table in host memory that a captured graph would replay stale, so no export may hold one."""
     from conftest import tiny_config
-
-    from training.trainer import train
+    from cvae_sdk_training.trainer import train
 
     train(tiny_config(tiny_npz, tmp_path / arch, arch=arch, epochs=1, aggregate_components=0), progress=False)
     model = export_generator(tmp_path / arch, tmp_path / f"{arch}.onnx", temperature=1.0)

@@ -213,7 +213,7 @@ def test_explicit_cuda_on_this_build_fails_loudly(tiny_model: Path) -> None:
 
 
 def test_shipped_kernels_match_their_builder() -> None:
-    from training.kernels import KERNELS, build
+    from cvae_sdk_training.kernels import KERNELS, build
 
     for name, data in build().items():
-        assert (KERNELS / name).read_bytes() == data, f"rebuild with: python -m training.kernels ({name})"
+        assert (KERNELS / name).read_bytes() == data, f"rebuild with: python -m cvae_sdk_training.kernels ({name})"

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_images
-
-from training.checkpoint import load_checkpoint
+from cvae_sdk_training.checkpoint import load_checkpoint
 
 TRAIN_ARGS = ["--latent-dim", "4", "--hidden", "64", "--batch-size", "16", "--epochs", "3",
               "--aggregate-components", "0", "--quiet"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from training.model import CVAE, ModelConfig, gaussian_kl
+from cvae_sdk_training.model import CVAE, ModelConfig, gaussian_kl
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

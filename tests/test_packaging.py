@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,10 @@ def test_wheel_ships_the_model_and_runs_without_torch(tmp_path: Path) -> None:
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     wheel = next(dist.glob("cvae_sdk-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist() if ".dist-info/" not in name}
+    # no generic import names in the user's site-packages: only cvae_sdk... names
+    assert top_level == {"cvae_sdk", "cvae_sdk_training"}, top_level
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"

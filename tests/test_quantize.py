@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cvae_sdk_training.quantize as quantize_module
 import numpy as np
 import onnx
 import pytest
 from conftest import tiny_config
 from typer.testing import CliRunner
 
-import training.quantize as quantize_module
 from cvae_sdk import Generator
 from cvae_sdk.cli import app
 from cvae_sdk.contract import validate_artifact
@@ -77,8 +77,8 @@ def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, t
 def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path) -> None:
     # onnxruntime has no int8 ConvTranspose on CPU: Q/DQ around it would only dequantise its
     # weight on every run, so the conv decoder's ConvTransposes stay float and its Gemms go int8
-    from training.export import export_generator
-    from training.trainer import train
+    from cvae_sdk_training.export import export_generator
+    from cvae_sdk_training.trainer import train
 
     train(tiny_config(tiny_npz, tmp_path / "run", arch="conv", epochs=1), progress=False)
     export_generator(tmp_path / "run", tmp_path / "conv.onnx")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
+
+RUNTIME = Path(__file__).resolve().parents[1] / "cvae_sdk"
 
 PROBE = """
 import sys
@@ -33,3 +36,15 @@ def test_cli_sample_does_not_load_torch(tiny_model: Path, tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "TORCH=False" in done.stdout, done.stdout + done.stderr
     assert (tmp_path / "g.png").is_file()
+
+
+def test_no_runtime_module_imports_the_training_package() -> None:
+    """The runtime reaches training only through the ``cvae_sdk.training_backends`` entry point."""
+    offenders = []
+    for path in sorted(RUNTIME.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {name}" for name in names
+                          if name.split(".")[0] in ("training", "cvae_sdk_training")]
+    assert offenders == []

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-
-from training.checkpoint import load_checkpoint
-from training.trainer import TrainingDiverged, train
+from cvae_sdk_training.checkpoint import load_checkpoint
+from cvae_sdk_training.trainer import TrainingDiverged, train
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
@@ -151,7 +150,7 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
     images, labels = make_images(60 * classes, shape, classes, 0)
     data = _npz(tmp_path / "d.npz", images, labels)
     train(tiny_config(data, tmp_path / "run", epochs=1), progress=False)
-    from training.export import export_generator
+    from cvae_sdk_training.export import export_generator
 
     result = export_generator(tmp_path / "run", tmp_path / "m.onnx")
     assert result.config.sample_shape == shape and result.config.num_classes == classes

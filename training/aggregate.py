@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from training.model import CVAE
+from .model import CVAE
 
 DRAWS_PER_IMAGE = 4
 EM_ITERATIONS = 50

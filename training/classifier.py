@@ -21,8 +21,9 @@ from cvae_sdk.atomic import atomic_path
 from cvae_sdk.data import LabeledImages, open_dataset
 from cvae_sdk.evaluate import CLASSIFIER_KEY, dataset_fingerprint
 from cvae_sdk.progress import progress_bar
-from training.onnx_export import export_module
-from training.splits import split_validation
+
+from .onnx_export import export_module
+from .splits import split_validation
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def train_run_classifier(train_split: LabeledImages, val_split: LabeledImages, c
 
     The shipped classifier's shape, about ``RUN_CLASSIFIER_SAMPLES`` examples seen at a higher rate.
     Its validation accuracy per class says how far its verdicts can be trusted: export holds each
-    class's samples to it (see :mod:`training.calibrate`).
+    class's samples to it (see :mod:`cvae_sdk_training.calibrate`).
     """
     cfg = ClassifierConfig(train_split.image_shape, len(class_names))
     epochs = max(3, min(12, math.ceil(RUN_CLASSIFIER_SAMPLES / max(1, len(train_split)))))

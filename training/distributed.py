@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from cvae_sdk.backends import TrainConfig
 
-WORKER_MODULE = "training.distributed"
+WORKER_MODULE = "cvae_sdk_training.distributed"
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def launch(backend: str, config: TrainConfig, *, nproc: int, resume: bool, progr
     if under_torchrun():
         raise ValueError("already running under torchrun, which sets the process count; drop --nproc")
     if backend == "torch":  # fail here, in one process, on what every worker would fail on
-        from training.trainer import preflight
+        from .trainer import preflight
 
         preflight(config, resume)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),

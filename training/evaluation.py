@@ -9,8 +9,9 @@ from typing import Any
 import torch
 
 from cvae_sdk.data import LabeledImages
-from training.export import export_generator, load_model
-from training.likelihood import estimate_nll
+
+from .export import export_generator, load_model
+from .likelihood import estimate_nll
 
 
 def export_for_evaluation(source: Path, folder: Path, temperature: float | None) -> Path:

@@ -31,10 +31,11 @@ from cvae_sdk.artifact import (
 )
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
-from training.calibrate import Calibration, calibrate_temperatures
-from training.checkpoint import load_checkpoint, resolve_checkpoint
-from training.model import CVAE, ModelConfig
-from training.onnx_export import export_module
+
+from .calibrate import Calibration, calibrate_temperatures
+from .checkpoint import load_checkpoint, resolve_checkpoint
+from .model import CVAE, ModelConfig
+from .onnx_export import export_module
 
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 2, 7, 64, 1024)
@@ -98,7 +99,7 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     """Export ``source`` (run folder or checkpoint) to ``out``; returns the written artifact.
 
     With ``temperature=None`` and the run's evaluation classifier beside the checkpoint, each class
-    gets a calibrated temperature (:mod:`training.calibrate`); without a classifier, 1.0.
+    gets a calibrated temperature (:mod:`cvae_sdk_training.calibrate`); without a classifier, 1.0.
     """
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")

@@ -1,6 +1,6 @@
 """Builds the small ONNX graphs the runtime ships in ``cvae_sdk/kernels/`` (the runtime has no onnx).
 
-    python -m training.kernels        # rewrites cvae_sdk/kernels/*.onnx
+    python -m cvae_sdk_training.kernels        # rewrites cvae_sdk/kernels/*.onnx
 
 A test rebuilds them and compares bytes, so the shipped files cannot drift from this code.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from training.onnx_export import OPSET
+from .onnx_export import OPSET
 
 KERNELS = Path(__file__).resolve().parent.parent / "cvae_sdk" / "kernels"
 

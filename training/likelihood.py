@@ -15,7 +15,8 @@ import torch
 from torch.distributions import MultivariateNormal, Normal
 
 from cvae_sdk.progress import progress_bar
-from training.model import CVAE
+
+from .model import CVAE
 
 MAX_ROWS = 32768  # images x importance samples decoded at once
 

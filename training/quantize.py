@@ -26,7 +26,8 @@ from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, parse_meta
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.generator import Generator
-from training.export import ExportCheckError
+
+from .export import ExportCheckError
 
 Variant = Literal["int8", "fp16"]
 MAX_FIDELITY_DROP = 0.003  # 0.3 percentage points
@@ -37,11 +38,6 @@ CALIBRATION_BATCHES, CALIBRATION_PER_LABEL = 8, 64
 # kernel, so Q/DQ pairs around it (and its weight dequantised on every run) only add time
 # (shipped conv model: batch 1 +23%, batch 4096 +9% without them).
 INT8_OPS = ["Gemm", "MatMul", "Conv"]
-
-
-def variant_path(fp32: Path, variant: Variant) -> Path:
-    """``model.onnx`` -> ``model.int8.onnx`` / ``model.fp16.onnx``."""
-    return fp32.with_name(f"{fp32.stem}.{variant}.onnx")
 
 
 def quantize_artifact(fp32: Path, out: Path, classifier: EvalClassifier, *, variant: Variant = "int8",

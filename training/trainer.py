@@ -3,7 +3,7 @@
 Randomness comes from one ``torch.Generator`` seeded from the config (batch order and the
 reparameterisation noise); its state is saved in every checkpoint, so ``--resume`` continues the
 same stream, including from a checkpoint taken mid-epoch by Ctrl-C. Under torchrun the same loop
-runs data-parallel on DDP (see :mod:`training.distributed`): ``batch_size`` is the global batch.
+runs data-parallel on DDP (see :mod:`cvae_sdk_training.distributed`): ``batch_size`` is the global batch.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages, open_dataset
 from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
 from cvae_sdk.progress import progress_bar
-from training.aggregate import fit_aggregate_prior
-from training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from training.classifier import train_run_classifier
-from training.distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
-from training.model import CVAE, ModelConfig
-from training.splits import split_validation
+
+from .aggregate import fit_aggregate_prior
+from .checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from .classifier import train_run_classifier
+from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
+from .model import CVAE, ModelConfig
+from .splits import split_validation
 
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024
@@ -383,7 +384,7 @@ class _Loop:
             fit = fit_aggregate_prior(model.to(self.device), self.x, self.y,
                                       self.config.aggregate_components, self.config.seed)
             save_checkpoint({**best, "aggregate_prior": fit}, self.run_dir / BEST)
-        from training.plots import plot_loss_curves
+        from .plots import plot_loss_curves
 
         plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
 

@@ -1,0 +1,76 @@
+"""The PyTorch reference engines of ``cvae-sdk bench``: the artifact's decoder rebuilt in torch from
+its own initializers, sampling the same mixture prior at the same temperature in the same chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from cvae_sdk.bench import Engine
+from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
+
+from .export import GenerativePath
+from .model import CVAE, ModelConfig
+
+
+def torch_generative_path(model: Path) -> tuple[Any, Any]:
+    """The artifact's decoder rebuilt in PyTorch from its own initializers (the bench's torch engines),
+    with the artifact's config."""
+    config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
+    module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
+    graph = onnx.load(str(model)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    # every decoder tensor by name; files from before the first layer's split load through the
+    # decoder's own renaming (one (out, D + K) weight becomes z_weight and y_weight)
+    module.load_state_dict({k: v for k, v in weights.items() if k.startswith("decoder.")}, strict=True)
+    return module.eval(), config
+
+
+def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_host: bool = True) -> Engine:
+    """Returns (batch -> timed call, the engine's label); the call samples and decodes one batch."""
+    torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 as the SDK's CUDA engines run it (use_tf32=0)
+    torch.backends.cudnn.allow_tf32 = False
+    module, config = torch_generative_path(model)
+    module = module.to(device)
+    run = torch.compile(module) if compiled else module
+    # The same work as the SDK: the artifact's whole mixture prior at its (per-class) temperature,
+    # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.
+    prior = config.prior
+    means = torch.from_numpy(prior.means).float().to(device)                # (K, M, D)
+    trils = torch.from_numpy(prior.scale_tril).float().to(device)           # (K, M, D, D)
+    cdf = torch.from_numpy(prior.cdf).float().to(device)                    # (K, M)
+    temps = torch.as_tensor(np.broadcast_to(config.sampling_temperature(None), (config.num_classes,)).copy(),
+                            dtype=torch.float32, device=device)             # (K,)
+    eye = torch.eye(config.num_classes, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    chunk = CPU_CHUNK if device == "cpu" else GPU_CHUNK
+
+    def make(batch: int) -> Callable[[], object]:
+        labels = torch.arange(batch, device=device) % config.num_classes
+
+        def call() -> object:
+            with torch.inference_mode():
+                parts = []
+                for lo in range(0, batch, chunk):
+                    y = labels[lo:lo + chunk]
+                    eps = torch.randn((y.shape[0], config.latent_dim, 1), generator=generator, device=device)
+                    u = torch.rand((y.shape[0], 1), generator=generator, device=device)
+                    comp = (u >= cdf[y]).sum(1).clamp(max=prior.num_components - 1)          # (B,)
+                    z = means[y, comp] + temps[y, None] * (trils[y, comp] @ eps)[:, :, 0]    # (B, D)
+                    out = run(z, eye[y])
+                    parts.append(out.cpu().numpy() if to_host else out)
+                if not to_host:
+                    torch.cuda.synchronize()
+                    return parts
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        return call
+
+    return make, [f"torch-{device}{'-compiled' if compiled else ''}{'' if to_host else '-device'}"]
