@@ -41,7 +41,7 @@ class _Request:
     key: np.ndarray         # the request's noise key (see cvae_sdk.sampling)
     temperature: float | np.ndarray  # a number, or one per class (K,)
     output_type: str
-    future: Future[GenerationOutput]
+    future: Future[GenerationOutput[Any]]
 
 
 class MicroBatcher:
@@ -62,14 +62,14 @@ class MicroBatcher:
         self._worker.start()
 
     def submit(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
-               temperature: float | None = None, output_type: OutputType = "np") -> Future[GenerationOutput]:
+               temperature: float | None = None, output_type: OutputType = "np") -> Future[GenerationOutput[Any]]:
         """Queue a request; the future resolves to the same output ``generate`` would give."""
         if output_type == "device":
             raise ValueError("the batcher splits shared runs into host arrays; output_type='device' is for "
                              "Generator.generate and iter_chunks")
-        ids, key, temp = self._gen.check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
+        ids, key, temp = self._gen._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
                                                  output_type=output_type)
-        future: Future[GenerationOutput] = Future()
+        future: Future[GenerationOutput[Any]] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
@@ -126,7 +126,7 @@ class MicroBatcher:
             temps = np.concatenate([np.broadcast_to(row_temperatures(r.temperature, r.labels), (r.labels.shape[0], 1))
                                     for r in batch])                                   # (B, 1)
             z = transform(prior, labels, eps, u, temps)                              # (B, D) float32
-            images = self._gen.render(z, labels)                                     # float32
+            images = self._gen._render(z, labels)                                     # float32
             if self._on_batch is not None:
                 self._on_batch(int(labels.shape[0]))
         except Exception as err:  # hand the failure to every waiting caller
@@ -135,7 +135,7 @@ class MicroBatcher:
                     request.future.set_exception(err)
             return
         bounds = np.cumsum([0] + [r.labels.shape[0] for r in batch])
-        outputs = [self._gen.package(images[lo:hi], r.labels, z[lo:hi], r.output_type)
+        outputs = [self._gen._package(images[lo:hi], r.labels, z[lo:hi], r.output_type)
                    for r, lo, hi in zip(batch, bounds[:-1], bounds[1:], strict=True)]
         for request, out in zip(batch, outputs, strict=True):  # wake the callers only once all is ready
             if not request.future.done():  # a caller may have cancelled while it waited

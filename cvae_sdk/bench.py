@@ -37,11 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from cvae_sdk.generator import OutputType
+
 BATCHES = (1, 16, 256, 4096, 65536)
 CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
 CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
 CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float32 against torch's float32
-SDK_OUTPUT = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device", "sdk-cuda-fp16": "device"}
+SDK_OUTPUT: dict[str, OutputType] = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device",
+                                     "sdk-cuda-fp16": "device"}
 
 
 def time_calls(call: Callable[[], object], min_seconds: float, max_calls: int, warmup: int,
@@ -126,7 +129,7 @@ def machine() -> dict[str, Any]:
 Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
 
 
-def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: str = "np") -> Engine:
+def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: OutputType = "np") -> Engine:
     from cvae_sdk.generator import Generator
 
     gen = Generator.from_pretrained(model, providers=providers, threads=threads)
@@ -134,7 +137,7 @@ def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: st
 
     def make(batch: int) -> Callable[[], object]:
         labels = np.arange(batch) % k
-        return lambda: gen.generate(labels, 1, rng=0, output_type=output_type)  # type: ignore[arg-type]
+        return lambda: gen.generate(labels, 1, rng=0, output_type=output_type)
 
     return make, gen.providers
 

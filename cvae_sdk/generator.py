@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 import onnxruntime as ort
@@ -24,7 +24,7 @@ from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, Artifact
 from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import BoundRunner, DeviceSamples
-from cvae_sdk.labels import LabelInput, parse_labels
+from cvae_sdk.labels import LabelInput, parse_labels, request_labels
 from cvae_sdk.providers import (
     CPU,
     CUDA,
@@ -44,12 +44,20 @@ CPU_CHUNK, GPU_CHUNK = 1024, 65536
 SHIPPED_MODEL = "mnist-cvae.onnx"
 
 
-@dataclass(frozen=True, eq=False)
-class GenerationOutput:
-    """Samples in request order, with the label and the latent code of each."""
+Samples = TypeVar("Samples", np.ndarray, list[Any], DeviceSamples)
+HostOutput = Literal["np", "uint8"]
 
-    samples: Any            # float32 (N, C, H, W) in [0, 1]; uint8 for "uint8"; PIL images for "pil";
-                            # DeviceSamples (GPU memory, DLPack) for "device"
+
+@dataclass(frozen=True, eq=False)
+class GenerationOutput(Generic[Samples]):
+    """Samples in request order, with the label and the latent code of each.
+
+    ``samples`` is typed by the request's ``output_type``: an ``np.ndarray`` (N, C, H, W) for
+    ``"np"`` (float32 in [0, 1]) and ``"uint8"``, a list of PIL images for ``"pil"``, and
+    :class:`DeviceSamples` (GPU memory, DLPack) for ``"device"``.
+    """
+
+    samples: Samples
     labels: np.ndarray      # int64 (N,)
     latents: np.ndarray     # float32 (N, latent_dim)
     start: int = 0          # index of the first sample within its request (chunks, shards)
@@ -153,32 +161,44 @@ class Generator:
         """The execution providers the session actually uses, in priority order."""
         return list(self._session.get_providers())
 
-    def label_ids(self, labels: LabelInput) -> np.ndarray:
-        """Validate labels (ints, an int array or class names) and return int64 class ids."""
-        return parse_labels(labels, self._config.class_names)
-
+    @overload
     def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                  temperature: float | None = None, latents: np.ndarray | None = None,
-                 output_type: OutputType = "np") -> GenerationOutput:
+                 output_type: HostOutput = "np") -> GenerationOutput[np.ndarray]: ...
+    @overload
+    def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: Literal["pil"]) -> GenerationOutput[list[Any]]: ...
+    @overload
+    def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: Literal["device"]) -> GenerationOutput[DeviceSamples]: ...
+    @overload
+    def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: OutputType = "np") -> GenerationOutput[Any]: ...
+    def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: OutputType = "np") -> GenerationOutput[Any]:
         """Draw ``num_samples_per_label`` samples for each label, grouped by label in order.
 
         The same ``rng`` gives bit-identical samples whatever the chunk size or thread.
         ``latents`` (N, latent_dim) replaces the prior draw; ``temperature`` scales the prior's
         spread (default: the artifact's ``default_temperature``).
         """
-        ids, z = self.prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
+        ids, z = self._prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
                               latents=latents, output_type=output_type)
-        return self.package(self.render(z, ids, output_type), ids, z, output_type)
+        return self._package(self._render(z, ids, output_type), ids, z, output_type)
 
-    def prepare(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+    def _prepare(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                 temperature: float | None = None, latents: np.ndarray | None = None,
                 output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
         """Validate a request and draw its latents: class ids (N,) and z (N, latent_dim) float32."""
         if latents is not None:
-            ids = self.sample_labels(labels, num_samples_per_label)
+            ids = request_labels(labels, num_samples_per_label, self._config.class_names)
             _check_output_type(output_type)
             return ids, self._check_latents(latents, ids.shape[0])
-        ids, key, temp = self.check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
+        ids, key, temp = self._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
                                             output_type=output_type)
         if ids.shape[0] <= self._chunk:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
@@ -187,15 +207,15 @@ class Generator:
             z[lo:lo + self._chunk] = prior_latents(self._config.prior, ids[lo:lo + self._chunk], key, lo, temp)
         return ids, z
 
-    def check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+    def _check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                       temperature: float | None = None, output_type: str = "np"
                       ) -> tuple[np.ndarray, np.ndarray, float | np.ndarray]:
         """Validate a request without drawing: class ids (N,), its noise key and its temperature."""
-        ids = self.sample_labels(labels, num_samples_per_label)
+        ids = request_labels(labels, num_samples_per_label, self._config.class_names)
         _check_output_type(output_type)
         return ids, request_key(rng), self._temperature(temperature)
 
-    def render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> Any:
+    def _render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> Any:
         """Decode z (N, D) for class ids (N,) chunk by chunk into one (N, C, H, W) array.
 
         ``output_type="device"`` returns a :class:`DeviceSamples` in GPU memory instead.
@@ -216,7 +236,7 @@ class Generator:
             return self._decode_on_device(z, y)
         if self._runner is not None:
             return self._runner.run(z, y, "uint8" if output_type == "uint8" else "np")
-        return self._convert(self.decode(z, y), output_type)
+        return self._convert(self._run_graph(z, y), output_type)
 
     def _decode_on_device(self, z: np.ndarray, y: np.ndarray) -> DeviceSamples:
         if self._runner is None:
@@ -227,8 +247,8 @@ class Generator:
                              f"{z.shape[0]}; stream larger requests with iter_chunks(..., output_type='device')")
         return self._runner.run_on_device(z, y)
 
-    def package(self, samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str,
-                start: int = 0) -> GenerationOutput:
+    def _package(self, samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str,
+                 start: int = 0) -> GenerationOutput[Any]:
         """Wrap rendered samples as the requested output type."""
         if output_type == "uint8" and samples.dtype != np.uint8:  # e.g. a micro-batch rendered as float32
             samples = self._convert(samples, "uint8")
@@ -242,15 +262,31 @@ class Generator:
         """
         return MicroBatcher(self, max_batch=max_batch, max_delay_ms=max_delay_ms, on_batch=on_batch)
 
+    @overload
+    def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                    temperature: float | None = None, output_type: HostOutput = "np",
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput[np.ndarray]]: ...
+    @overload
+    def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                    temperature: float | None = None, output_type: Literal["pil"],
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput[list[Any]]]: ...
+    @overload
+    def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                    temperature: float | None = None, output_type: Literal["device"],
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput[DeviceSamples]]: ...
+    @overload
     def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                     temperature: float | None = None, output_type: OutputType = "np",
-                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput]:
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput[Any]]: ...
+    def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
+                    temperature: float | None = None, output_type: OutputType = "np",
+                    start: int = 0, stop: int | None = None) -> Iterator[GenerationOutput[Any]]:
         """Yield samples [start, stop) of a request chunk by chunk, in bounded memory.
 
         Sample i equals ``generate(...).samples[i]`` for the same arguments, so shards of one
         request (``start``/``stop``) concatenate to the whole, bit for bit.
         """
-        ids = self.sample_labels(labels, num_samples_per_label)
+        ids = request_labels(labels, num_samples_per_label, self._config.class_names)
         stop = ids.shape[0] if stop is None else stop
         if not 0 <= start <= stop <= ids.shape[0]:
             raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {ids.shape[0]}, "
@@ -260,15 +296,31 @@ class Generator:
         return self._chunks(ids, key, temp, output_type, start, stop)
 
     def _chunks(self, ids: np.ndarray, key: np.ndarray, temp: float | np.ndarray, output_type: str,
-                start: int, stop: int) -> Iterator[GenerationOutput]:
+                start: int, stop: int) -> Iterator[GenerationOutput[Any]]:
         for lo in range(start, stop, self._chunk):
             hi = min(stop, lo + self._chunk)
             z = prior_latents(self._config.prior, ids[lo:hi], key, lo, temp)
-            yield self.package(self.render(z, ids[lo:hi], output_type), ids[lo:hi], z, output_type, lo)
+            yield self._package(self._render(z, ids[lo:hi], output_type), ids[lo:hi], z, output_type, lo)
 
+    @overload
+    def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
+                    rng: Any = None, temperature: float | None = None, latents: np.ndarray | None = None,
+                    output_type: HostOutput = "np") -> GenerationOutput[np.ndarray]: ...
+    @overload
+    def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
+                    rng: Any = None, temperature: float | None = None, latents: np.ndarray | None = None,
+                    output_type: Literal["pil"]) -> GenerationOutput[list[Any]]: ...
+    @overload
+    def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
+                    rng: Any = None, temperature: float | None = None, latents: np.ndarray | None = None,
+                    output_type: Literal["device"]) -> GenerationOutput[DeviceSamples]: ...
+    @overload
     def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
                     rng: Any = None, temperature: float | None = None,
-                    latents: np.ndarray | None = None, output_type: OutputType = "np") -> GenerationOutput:
+                    latents: np.ndarray | None = None, output_type: OutputType = "np") -> GenerationOutput[Any]: ...
+    def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
+                    rng: Any = None, temperature: float | None = None,
+                    latents: np.ndarray | None = None, output_type: OutputType = "np") -> GenerationOutput[Any]:
         """Morph ``start_label`` into ``end_label`` in ``steps`` images.
 
         z moves linearly between a prior draw for each end that share one noise vector (or
@@ -277,7 +329,7 @@ class Generator:
         """
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-        ends = self.label_ids([start_label, end_label])
+        ends = parse_labels([start_label, end_label], self._config.class_names)
         if latents is None:
             key, temp = request_key(rng), self._temperature(temperature)
             pair = np.stack([prior_latents(self._config.prior, ends[i:i + 1], key, 0, temp)[0]
@@ -289,23 +341,14 @@ class Generator:
         y = (1 - t) * self._eye[ends[0]] + t * self._eye[ends[1]]          # (S, K)
         _check_output_type(output_type)
         labels = np.where(t[:, 0] < 0.5, ends[0], ends[1]).astype(np.int64)
-        return self.package(self._decode(z, y.astype(np.float32), output_type), labels, z, output_type)
+        return self._package(self._decode(z, y.astype(np.float32), output_type), labels, z, output_type)
 
-    def decode(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _run_graph(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
         if self._runner is not None:  # a CUDA-graph session runs only through its bound buffers
             return self._runner.run(z, y)  # at most chunk_size rows
         result: np.ndarray = self._session.run(self._outputs, {INPUT_Z: z, INPUT_Y: y})[0]
         return result
-
-    def sample_labels(self, labels: LabelInput, num_samples_per_label: int) -> np.ndarray:
-        """The label of every sample of a request: each label repeated, in the order given."""
-        n = num_samples_per_label
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"num_samples_per_label must be an int, got {type(n).__name__}")
-        if n < 1:
-            raise ValueError(f"num_samples_per_label must be >= 1, got {n}")
-        return np.repeat(self.label_ids(labels), int(n))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _temperature(self, temperature: float | None) -> float | np.ndarray:

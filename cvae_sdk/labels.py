@@ -57,3 +57,13 @@ def _as_list(labels: LabelInput) -> list[object]:
     if isinstance(labels, Sequence):
         return list(labels)
     raise TypeError(f"labels must be an int, a class name or a sequence of them, got {type(labels).__name__}")
+
+
+def request_labels(labels: LabelInput, num_samples_per_label: int, class_names: Sequence[str]) -> np.ndarray:
+    """The label of every sample of a request (N,): each label repeated, in the order given."""
+    n = num_samples_per_label
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"num_samples_per_label must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"num_samples_per_label must be >= 1, got {n}")
+    return np.repeat(parse_labels(labels, class_names), int(n))

@@ -347,7 +347,7 @@ def _label(value: str, gen: Generator) -> int | str:
         raise _Rejected(400, f"unknown label {value!r}; class names are {list(gen.config.class_names)}") from None
 
 
-def _render(gen: Generator, out: GenerationOutput, output: str, columns: int, one_row: bool = False) -> Response:
+def _render(gen: Generator, out: GenerationOutput[Any], output: str, columns: int, one_row: bool = False) -> Response:
     names = [gen.config.class_names[int(i)] for i in out.labels]
     if output == "npy":
         buffer = io.BytesIO()

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.generator import Generator
+from cvae_sdk.generator import Generator, HostOutput
 from cvae_sdk.images import labelled_grid, write_png
-from cvae_sdk.labels import LabelInput
+from cvae_sdk.labels import LabelInput, parse_labels, request_labels
 from cvae_sdk.progress import progress_bar
 
 MAX_PNG_PER_LABEL = 64
@@ -45,7 +45,7 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
         raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
     if shard is not None and out.suffix != ".npy":
         raise ValueError("--shard writes .npy parts; use an --out ending in .npy")
-    ids = gen.sample_labels(labels, n)
+    ids = request_labels(labels, n, gen.config.class_names)
     start, stop = parse_shard(shard, ids.shape[0])
     if out.suffix == ".png":
         _write_png(gen, out, labels, n, seed, temperature)
@@ -68,7 +68,7 @@ def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
         raise ValueError(f"a PNG grid holds at most {MAX_PNG_PER_LABEL} samples per label, got --n {n}; "
                          "write .npy for more")
     result = gen.generate(labels, n, rng=seed, temperature=temperature, output_type="uint8")
-    names = [gen.config.class_names[i] for i in gen.label_ids(labels)]
+    names = [gen.config.class_names[i] for i in parse_labels(labels, gen.config.class_names)]
     write_png(out, labelled_grid(result.samples, names, n))
 
 
@@ -81,9 +81,9 @@ def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int
     """
     shape = (stop - start, *gen.config.sample_shape)
     labels_out = out.with_name(out.stem + ".labels.npy")
-    output_type = "uint8" if dtype == "uint8" else "np"
+    output_type: HostOutput = "uint8" if dtype == "uint8" else "np"
     chunks = gen.iter_chunks(labels, n, rng=seed, temperature=temperature,  # validates eagerly
-                             output_type=output_type, start=start, stop=stop)  # type: ignore[arg-type]
+                             output_type=output_type, start=start, stop=stop)
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
     with atomic_path(out) as tmp, atomic_path(labels_out) as tmp_labels:
         label_ids = np.empty(stop - start, dtype=np.int64)

@@ -195,3 +195,35 @@ def test_batcher_validates_in_the_caller_and_closes(gen: Generator) -> None:
         batcher.submit(0)
     with pytest.raises(ValueError, match="max_batch"):
         gen.batcher(max_batch=0)
+
+
+def test_the_public_surface_is_what_readme_documents() -> None:
+    public = {name for name in dir(Generator) if not name.startswith("_")}
+    assert public == {"from_pretrained", "generate", "iter_chunks", "interpolate", "batcher", "config",
+                      "model_path", "providers", "cuda_graphs"}
+
+
+SAMPLES_TYPES = """
+from cvae_sdk import Generator
+gen = Generator.from_pretrained()
+reveal_type(gen.generate([3]).samples)
+reveal_type(gen.generate([3], output_type="uint8").samples)
+reveal_type(gen.generate([3], output_type="pil").samples)
+reveal_type(gen.generate([3], output_type="device").samples)
+reveal_type(next(gen.iter_chunks([3])).samples)
+reveal_type(gen.interpolate(3, 8, output_type="pil").samples)
+"""
+
+
+def test_samples_are_typed_by_the_output_type(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(SAMPLES_TYPES)
+    done = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(probe)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
+    revealed = [line.split("Revealed type is ")[1].strip('"') for line in done.stdout.splitlines()
+                if "Revealed type is" in line]
+    assert [r.split("[")[0] for r in revealed] == [
+        "numpy.ndarray", "numpy.ndarray", "list", "cvae_sdk.fastpath.DeviceSamples", "numpy.ndarray", "list"], done.stdout

@@ -76,8 +76,8 @@ def _int8(fp32: Path) -> Any:
     eye = np.eye(gen.config.num_classes, dtype=np.float32)
     feeds = []
     for batch in range(CALIBRATION_BATCHES):  # what the decoder will see: z from the shipped prior
-        ids, z = gen.prepare(list(range(gen.config.num_classes)), CALIBRATION_PER_LABEL, rng=10_000 + batch)
-        feeds.append({INPUT_Z: z, INPUT_Y: eye[ids]})
+        drawn = gen.generate(list(range(gen.config.num_classes)), CALIBRATION_PER_LABEL, rng=10_000 + batch)
+        feeds.append({INPUT_Z: drawn.latents, INPUT_Y: eye[drawn.labels]})
 
     class PriorSamples(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
