@@ -225,5 +225,6 @@ def test_samples_are_typed_by_the_output_type(tmp_path: Path) -> None:
                           text=True, cwd=Path(__file__).resolve().parents[1])
     revealed = [line.split("Revealed type is ")[1].strip('"') for line in done.stdout.splitlines()
                 if "Revealed type is" in line]
-    assert [r.split("[")[0] for r in revealed] == [
-        "numpy.ndarray", "numpy.ndarray", "list", "cvae_sdk.fastpath.DeviceSamples", "numpy.ndarray", "list"], done.stdout
+    assert [r.split("[")[0] for r in revealed] == ["numpy.ndarray", "numpy.ndarray", "list",
+                                                   "cvae_sdk.fastpath.DeviceSamples", "numpy.ndarray",
+                                                   "list"], done.stdout
