@@ -101,6 +101,18 @@ class ArtifactError(ValueError):
     """A model file that is not a valid cvae-sdk artifact; the message names what is wrong."""
 
 
+def read_metadata(model: Any, where: str = "model") -> ArtifactConfig:
+    """The :class:`ArtifactConfig` stored in an ``onnx.ModelProto``'s metadata (validated)."""
+    return parse_metadata({prop.key: prop.value for prop in model.metadata_props}, where)
+
+
+def write_metadata(model: Any, config: ArtifactConfig) -> None:
+    """Store ``config`` as an ``onnx.ModelProto``'s one ``cvae_sdk`` entry, replacing any earlier one;
+    the model's other metadata entries stay."""
+    entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None) or model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, config.to_json()
+
+
 def parse_metadata(props: dict[str, str], where: str = "model") -> ArtifactConfig:
     """Validate ``metadata_props`` against the schema and build an :class:`ArtifactConfig`."""
     if METADATA_KEY not in props:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cvae_sdk.checks import positive_int
 from cvae_sdk.sampling import prior_noise, row_temperatures, transform
 
 if TYPE_CHECKING:
@@ -49,8 +50,7 @@ class MicroBatcher:
 
     def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0,
                  on_batch: Callable[[int], None] | None = None) -> None:
-        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        positive_int(max_batch, "max_batch")
         if not max_delay_ms >= 0:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
         self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0

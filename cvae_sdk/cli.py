@@ -15,17 +15,12 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, capability
+from cvae_sdk.checks import EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, exit_status
 
 app = typer.Typer(help="Train, export, sample, evaluate, benchmark and serve conditional VAEs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_USAGE = 2
 _D = TrainConfig(data="", out="")  # the training defaults have one home: TrainConfig
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
 
 
 def friendly_errors(func: F) -> F:
@@ -35,14 +30,12 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ValueError, TypeError, ImportError, OSError) as err:
-            raise _fail(str(err)) from None
-        except TrainingDiverged as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: a checkpoint was saved; continue with --resume", err=True)
-            raise typer.Exit(130) from None
+        except (*USER_ERRORS, TrainingDiverged, KeyboardInterrupt) as err:
+            status = exit_status(err) or EXIT_USAGE
+            message = (f"error: {err}" if status != EXIT_INTERRUPTED
+                       else "interrupted: a checkpoint was saved; continue with --resume")
+            typer.echo(message, err=True)
+            raise typer.Exit(status) from None
 
     return wrapper  # type: ignore[return-value]
 

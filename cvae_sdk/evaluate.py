@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from cvae_sdk.checks import to_uint8
 from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.generator import Generator, shipped_file
 from cvae_sdk.images import labelled_grid
@@ -33,7 +34,7 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     """sha256 of the test split (8-bit pixels and labels), or of train when there is no test."""
     split = dataset.test if dataset.test is not None else dataset.train
     hasher = hashlib.sha256()
-    hasher.update(np.round(split.images * 255).astype(np.uint8).tobytes())
+    hasher.update(to_uint8(split.images).tobytes())
     hasher.update(split.labels.astype("<i8").tobytes())
     return hasher.hexdigest()
 

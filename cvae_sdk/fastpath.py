@@ -36,6 +36,7 @@ import numpy as np
 import onnxruntime as ort
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig
+from cvae_sdk.checks import positive_int
 
 GRAPH_ID_KEY = "gpu_graph_id"
 SKIP_GRAPH = "-1"  # onnxruntime's id for "run without capture or replay"
@@ -58,8 +59,7 @@ class GraphBuckets:
     captured: dict[int, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
-            raise ValueError(f"max_batch must be a positive int, got {self.max_batch!r}")
+        positive_int(self.max_batch, "max_batch")
 
     @property
     def sizes(self) -> list[int]:

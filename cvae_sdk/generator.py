@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
 from cvae_sdk.batcher import MicroBatcher
+from cvae_sdk.checks import positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import BoundRunner, DeviceSamples
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels
@@ -86,8 +87,7 @@ class Generator:
 
     def __init__(self, session: ort.InferenceSession, config: ArtifactConfig, model_path: Path,
                  chunk_size: int = CPU_CHUNK, runner: BoundRunner | None = None) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        positive_int(chunk_size, "chunk_size")
         self._session, self._config, self._model_path = session, config, model_path
         self._chunk = int(chunk_size)
         self._eye = np.eye(config.num_classes, dtype=np.float32)
@@ -108,8 +108,8 @@ class Generator:
         model_path = shipped_model_path() if path is None else Path(path)
         if not model_path.is_file():
             raise ValueError(f"model file {str(model_path)!r} does not exist")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        if threads is not None:
+            positive_int(threads, "threads")
         requested = requested_providers(providers, ort.get_available_providers())
         if any(provider_name(p) != CPU for p in requested) and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()
@@ -236,7 +236,8 @@ class Generator:
             return self._decode_on_device(z, y)
         if self._runner is not None:
             return self._runner.run(z, y, "uint8" if output_type == "uint8" else "np")
-        return self._convert(self._run_graph(z, y), output_type)
+        samples = self._run_graph(z, y)
+        return to_uint8(samples) if output_type == "uint8" else samples
 
     def _decode_on_device(self, z: np.ndarray, y: np.ndarray) -> DeviceSamples:
         if self._runner is None:
@@ -250,8 +251,8 @@ class Generator:
     def _package(self, samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str,
                  start: int = 0) -> GenerationOutput[Any]:
         """Wrap rendered samples as the requested output type."""
-        if output_type == "uint8" and samples.dtype != np.uint8:  # e.g. a micro-batch rendered as float32
-            samples = self._convert(samples, "uint8")
+        if output_type == "uint8":  # e.g. a micro-batch rendered as float32
+            samples = to_uint8(samples)
         return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, z, start)
 
     def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0,
@@ -371,12 +372,6 @@ class Generator:
             raise ValueError("latents contain NaN or inf; pass finite values")
         return np.ascontiguousarray(array, dtype=np.float32)
 
-    @staticmethod
-    def _convert(images: np.ndarray, output_type: str) -> np.ndarray:
-        if output_type == "uint8":
-            return (images * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-        return images
-
     def __repr__(self) -> str:
         c = self._config
         return (f"Generator({str(self._model_path)!r}, classes={c.num_classes}, latent_dim={c.latent_dim}, "
@@ -404,6 +399,5 @@ def _to_pil(images: np.ndarray) -> list[Any]:
         from PIL import Image
     except ImportError as err:
         raise ImportError("output_type='pil' needs Pillow: pip install 'cvae-sdk[pil]'") from err
-    as_uint8 = images if images.dtype == np.uint8 else Generator._convert(images, "uint8")
-    hwc = as_uint8.transpose(0, 2, 3, 1)  # (N, H, W, C)
+    hwc = to_uint8(images).transpose(0, 2, 3, 1)  # (N, H, W, C)
     return [Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img) for img in hwc]

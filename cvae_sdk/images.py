@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae_sdk.atomic import atomic_path
+from cvae_sdk.checks import to_uint8
 
 # A 3x5 pixel font: each glyph is five rows of three bits, top row first.
 _FONT = {
@@ -51,7 +52,7 @@ def labelled_grid(images: np.ndarray, row_labels: Sequence[str], columns: int) -
     rows = len(row_labels)
     if n != rows * columns:
         raise ValueError(f"grid needs {rows} rows x {columns} columns = {rows * columns} images, got {n}")
-    pixels = images if images.dtype == np.uint8 else (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8)
+    pixels = to_uint8(images)
     cell_h, cell_w = h + PAD, w + PAD
     label_w = max(text_image(label, cell_h).shape[1] for label in row_labels) + 2 * PAD
     grid = np.zeros((rows * cell_h + PAD, label_w + columns * cell_w + PAD, c), dtype=np.uint8)

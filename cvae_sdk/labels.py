@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cvae_sdk.checks import positive_int
+
 LabelInput = int | str | Sequence[int | str] | np.ndarray
 
 
@@ -62,8 +64,6 @@ def _as_list(labels: LabelInput) -> list[object]:
 def request_labels(labels: LabelInput, num_samples_per_label: int, class_names: Sequence[str]) -> np.ndarray:
     """The label of every sample of a request (N,): each label repeated, in the order given."""
     n = num_samples_per_label
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):  # a TypeError for a float, as for labels
         raise TypeError(f"num_samples_per_label must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"num_samples_per_label must be >= 1, got {n}")
-    return np.repeat(parse_labels(labels, class_names), int(n))
+    return np.repeat(parse_labels(labels, class_names), positive_int(n, "num_samples_per_label"))

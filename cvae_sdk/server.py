@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cvae_sdk.checks import positive_int
 from cvae_sdk.generator import GenerationOutput, Generator
 from cvae_sdk.images import encode_png, labelled_grid
 
@@ -56,9 +57,7 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_samples_per_request", "max_queue", "max_body_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(getattr(self, name), name)
         if not (self.max_delay_ms >= 0 and self.timeout_s > 0):
             raise ValueError("max_delay_ms must be >= 0 and timeout_s > 0")
 

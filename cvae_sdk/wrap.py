@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, ArtifactConfig, ArtifactError, Prior
+from cvae_sdk.artifact import (
+    INPUT_Y,
+    INPUT_Z,
+    METADATA_KEY,
+    OUTPUT,
+    ArtifactConfig,
+    ArtifactError,
+    Prior,
+    write_metadata,
+)
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.contract import validate_artifact
 
@@ -73,8 +82,7 @@ def wrap_decoder(source: str | Path, out: str | Path, *, class_names: Sequence[s
                             sample_shape=shape, prior=standard_normal_prior(len(names), latent_dim),
                             default_temperature=float(temperature), producer="cvae-sdk wrap",
                             metrics={"wrapped_from": Path(source).name})
-    entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None) or model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, config.to_json()
+    write_metadata(model, config)
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))

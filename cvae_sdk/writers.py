@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cvae_sdk.atomic import atomic_path
+from cvae_sdk.checks import even_split
 from cvae_sdk.generator import Generator, HostOutput
 from cvae_sdk.images import labelled_grid, write_png
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels
@@ -30,9 +31,7 @@ def parse_shard(shard: str | None, total: int) -> tuple[int, int]:
         raise ValueError(f"--shard must look like k/N (e.g. 0/4), got {shard!r}") from None
     if n < 1 or not 0 <= k < n:
         raise ValueError(f"--shard k/N needs N >= 1 and 0 <= k < N, got {shard!r}")
-    base, extra = divmod(total, n)
-    start = k * base + min(k, extra)
-    return start, start + base + (1 if k < extra else 0)
+    return even_split(total, n, k)
 
 
 def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed: int,

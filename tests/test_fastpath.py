@@ -63,7 +63,7 @@ def test_buckets_are_powers_of_four_up_to_the_maximum() -> None:
     for bad in (0, 101):
         with pytest.raises(ValueError, match="takes 1..100 rows"):
             buckets.bucket(bad)
-    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+    with pytest.raises(ValueError, match="max_batch must be an int >= 1"):
         GraphBuckets(0)
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from cvae_sdk.backends import TrainConfig
+from cvae_sdk.checks import EXIT_USAGE, USER_ERRORS, even_split, exit_status
 
 WORKER_MODULE = "cvae_sdk_training.distributed"
 
@@ -86,9 +87,7 @@ def rank_device(device: torch.device, context: DistContext) -> torch.device:
 
 def rank_slice(batch_size: int, context: DistContext) -> slice:
     """This rank's contiguous part of a global batch of ``batch_size`` (parts differ by at most one)."""
-    base, extra = divmod(batch_size, context.world_size)
-    start = context.rank * base + min(context.rank, extra)
-    return slice(start, start + base + (1 if context.rank < extra else 0))
+    return slice(*even_split(batch_size, context.world_size, context.rank))
 
 
 def all_sum(values: torch.Tensor, context: DistContext) -> torch.Tensor:
@@ -127,10 +126,10 @@ def _worker(argv: list[str]) -> int:
     try:
         config = TrainConfig.from_dict(json.loads(config_json))
         result = get_backend(backend).train(config, resume=resume == "--resume", progress=progress == "--progress")
-    except (ValueError, TypeError, OSError, TrainingDiverged) as err:
+    except (*USER_ERRORS, TrainingDiverged) as err:
         if main:
             print(f"error: {err}", file=sys.stderr)
-        return 1 if isinstance(err, TrainingDiverged) else 2
+        return exit_status(err) or EXIT_USAGE
     if main:
         print(json.dumps(result.summary()))
     return 0

@@ -18,7 +18,7 @@ OPSET = 18  # the dynamo exporter's translation library targets opset 18
 
 
 def export_module(module: nn.Module, example: tuple[torch.Tensor, ...], *, input_names: list[str],
-                  output_names: list[str], metadata: dict[str, str]) -> Any:
+                  output_names: list[str], metadata: dict[str, str] | None = None) -> Any:
     """An ``onnx.ModelProto`` with dim 0 of every input dynamic (one shared ``batch``) and ``metadata``."""
     import inspect
 
@@ -32,7 +32,7 @@ def export_module(module: nn.Module, example: tuple[torch.Tensor, ...], *, input
                           input_names=input_names, output_names=output_names,
                           dynamic_shapes={name: {0: batch} for name in arguments}, verbose=False)
         proto = onnx.load(raw)
-    onnx.helper.set_model_props(proto, metadata)
+    onnx.helper.set_model_props(proto, metadata or {})
     proto.producer_name = "cvae-sdk"
     onnx.checker.check_model(proto, full_check=True)
     return proto

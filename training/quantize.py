@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, METADATA_KEY, OUTPUT, parse_metadata
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, read_metadata, write_metadata
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.generator import Generator
@@ -48,10 +48,7 @@ def quantize_artifact(fp32: Path, out: Path, classifier: EvalClassifier, *, vari
     if variant not in QUANTIZATION_TAG:
         raise ValueError(f"variant must be one of {sorted(QUANTIZATION_TAG)}, got {variant!r}")
     proto = _int8(fp32) if variant == "int8" else _fp16(onnx.load(str(fp32)))
-    config = dataclasses.replace(parse_metadata({p.key: p.value for p in proto.metadata_props}, str(fp32)),
-                                 quantization=QUANTIZATION_TAG[variant])
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, {METADATA_KEY: config.to_json()})
+    write_metadata(proto, dataclasses.replace(read_metadata(proto, str(fp32)), quantization=QUANTIZATION_TAG[variant]))
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     with tempfile.TemporaryDirectory() as folder:

@@ -1,0 +1,66 @@
+"""Small shared rules with one home each: argument checks, even splits, uint8 pixels, exit statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cvae_sdk.backends import TrainingDiverged
+
+# What a failure means to a command line: errors a user can fix (2), a diverged run (1), Ctrl-C (130).
+USER_ERRORS = (ValueError, TypeError, ImportError, OSError)
+EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` if it is an int >= 1 (bools are not), else a ValueError naming ``name``.
+
+    >>> positive_int(4, "max_batch")
+    4
+    >>> positive_int(0, "max_batch")
+    Traceback (most recent call last):
+    ValueError: max_batch must be an int >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def even_split(total: int, parts: int, index: int) -> tuple[int, int]:
+    """The [start, stop) range of part ``index`` of ``parts`` over ``total`` items: contiguous, sizes
+    differing by at most one, the larger parts first.
+
+    >>> [even_split(10, 3, k) for k in range(3)]
+    [(0, 4), (4, 7), (7, 10)]
+    """
+    base, extra = divmod(total, parts)
+    start = index * base + min(index, extra)
+    return start, start + base + (1 if index < extra else 0)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[0, 1] float pixels -> uint8, rounded half up after clipping; uint8 input is returned as is.
+
+    The CUDA path's ``take_rows_uint8`` kernel computes the same ``x * 255 + 0.5``, truncated
+    (decoders end in a sigmoid, so the clip changes nothing there).
+
+    >>> to_uint8(np.array([0.0, 0.5, 1.0, 1.5], dtype=np.float32)).tolist()
+    [0, 128, 255, 255]
+    """
+    if images.dtype == np.uint8:
+        return images
+    scaled = images * np.float32(255.0) + np.float32(0.5)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def exit_status(err: BaseException) -> int | None:
+    """The exit status a command gives for ``err``; None for anything else (a bug: let it raise)."""
+    if isinstance(err, TrainingDiverged):
+        return EXIT_DIVERGED
+    if isinstance(err, USER_ERRORS):
+        return EXIT_USAGE
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return None
