@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -137,15 +137,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
                 stale.unlink()
         device = rank_device(device, context)
         train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
-        model = build_model(config, train_split.image_shape, dataset.num_classes).to(device)
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-        generator = torch.Generator().manual_seed(config.seed)
-        loop = _Loop(config, model, optimizer, generator, device, train_split, val_split, run_dir, context)
-        loop.class_names = list(dataset.class_names)
-        if context.is_main:
-            loop.classifier = guard_classifier(config, dataset, train_split, val_split, run_dir)
-        if state is not None:
-            loop.restore(state)
+        classifier = guard_classifier(config, dataset, train_split, val_split, run_dir) if context.is_main else None
+        loop = _Loop(config, _Data.load(train_split, val_split, config, device), run_dir, context,
+                     list(dataset.class_names), classifier, state)
         result = loop.run(progress and context.is_main)
         wait_for_all(context)
         return result
@@ -153,45 +147,87 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         teardown(context)
 
 
-class _Loop:
-    def __init__(self, config: TrainConfig, model: CVAE, optimizer: torch.optim.Optimizer,
-                 generator: torch.Generator, device: torch.device, train_split: LabeledImages,
-                 val_split: LabeledImages, run_dir: Path, context: DistContext) -> None:
-        self.config, self.model, self.optimizer, self.generator = config, model, optimizer, generator
-        self.device, self.run_dir, self.context = device, run_dir, context
-        self.net: torch.nn.Module = model  # what the training step calls: the model, or its DDP wrapper
-        self.x = torch.from_numpy(train_split.images).to(device)  # (N, C, H, W)
-        self.y = torch.from_numpy(train_split.labels).to(device)  # (N,)
+@dataclass(frozen=True)
+class _Data:
+    """The run's tensors on its device: train images (N, C, H, W) and labels (N,), and validation's."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+    @classmethod
+    def load(cls, train_split: LabeledImages, val_split: LabeledImages, config: TrainConfig,
+             device: torch.device) -> _Data:
         val_x = torch.from_numpy(val_split.images)
         if config.binarize:  # one fixed binarisation of the validation images
             val_x = torch.bernoulli(val_x, generator=torch.Generator().manual_seed(config.seed + 3))
-        self.val_x = val_x.to(device)
-        self.val_y = torch.from_numpy(val_split.labels).to(device)
-        self.epoch, self.best = 0, -math.inf
-        self.total_epochs = config.planned_epochs(len(train_split))
-        self.history: list[dict[str, Any]] = []
-        self.partial: dict[str, Any] | None = None  # mid-epoch position after a Ctrl-C checkpoint
-        self.class_names: list[str] = []
+        return cls(torch.from_numpy(train_split.images).to(device), torch.from_numpy(train_split.labels).to(device),
+                   val_x.to(device), torch.from_numpy(val_split.labels).to(device))
+
+
+class _StepStats(NamedTuple):
+    """One optimiser step, summed over ranks: loss, recon and KL times examples, and two alarm counts."""
+
+    loss: float
+    recon: float
+    kl: float
+    nonfinite_ranks: int     # ranks whose loss was NaN or infinite
+    interrupted_ranks: int   # ranks that saw Ctrl-C
+
+
+@dataclass
+class _EpochPosition:
+    """Where an epoch stands: its batch order, steps done, running sums and time; saved by Ctrl-C."""
+
+    perm: torch.Tensor                       # (N,) the epoch's batch order
+    step: int = 0
+    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, recon, KL times examples
+    seconds: float = 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        return {"perm": self.perm, "step": self.step, "sums": torch.tensor(self.sums, dtype=torch.float64),
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _EpochPosition:
+        return cls(state["perm"], int(state["step"]), [float(v) for v in state["sums"]], float(state["seconds"]))
+
+
+class _Loop:
+    """Epochs of training, validation and checkpoints for one run, built (and restored) in one step."""
+
+    def __init__(self, config: TrainConfig, data: _Data, run_dir: Path, context: DistContext,
+                 class_names: list[str], classifier: EvalClassifier | None, state: dict[str, Any] | None) -> None:
+        self.config, self.data, self.run_dir, self.context = config, data, run_dir, context
+        self.device = data.x.device
+        self.class_names, self.classifier = class_names, classifier
+        self.model = build_model(config, tuple(data.x.shape[1:]), len(class_names)).to(self.device)  # type: ignore[arg-type]
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.net: torch.nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
+        self.total_epochs = config.planned_epochs(data.x.shape[0])
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
-        self.classifier: EvalClassifier | None = None
+        self.epoch, self.best = 0, -math.inf
+        self.history: list[dict[str, Any]] = []
+        self.position: _EpochPosition | None = None  # mid-epoch, after a Ctrl-C checkpoint
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["rng"])
+            self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
+            self.position = _EpochPosition.from_state(state["partial"]) if state.get("partial") else None
+            self.history = [r for r in _read_metrics(run_dir) if r["epoch"] <= self.epoch]
+            if context.is_main:
+                _write_metrics(run_dir, self.history)  # drop lines a kill left past the checkpoint
 
-    # --- state ----------------------------------------------------------------------------------
-    def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["rng"])
-        self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
-        self.partial = state.get("partial")
-        self.history = [r for r in _read_metrics(self.run_dir) if r["epoch"] <= self.epoch]
-        if self.context.is_main:
-            _write_metrics(self.run_dir, self.history)  # drop lines a kill left past the checkpoint
-
-    def state(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    def state(self, position: _EpochPosition | None = None) -> dict[str, Any]:
+        """The checkpoint: weights, optimiser, RNG, progress, configs, and the mid-epoch position if any."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.generator.get_state(), "epoch": self.epoch, "best_val_elbo": self.best,
                 "model_config": self.model.cfg.to_dict(), "train_config": self.config.to_dict(),
                 "class_names": self.class_names, "metrics": self.history[-1] if self.history else {},
-                "partial": partial}
+                "partial": position.to_state() if position is not None else None}
 
     # --- loop -------------------------------------------------------------------------------------
     def run(self, progress: bool) -> TrainResult:
@@ -240,7 +276,7 @@ class _Loop:
             record = self.train_epoch(progress)
         except KeyboardInterrupt:
             if self.context.is_main:
-                save_checkpoint(self.state(self.partial), self.run_dir / LAST)
+                save_checkpoint(self.state(self.position), self.run_dir / LAST)
             raise
         self.epoch += 1
         if not self.context.is_main:  # rank 0 validates and writes; the others go on to the next epoch
@@ -264,61 +300,58 @@ class _Loop:
                   file=sys.stderr, flush=True)
 
     def train_epoch(self, progress: bool) -> dict[str, Any]:
-        n, bs = self.x.shape[0], self.config.batch_size
-        if self.partial is None:
-            self.partial = {"perm": torch.randperm(n, generator=self.generator), "step": 0,
-                            "sums": torch.zeros(3, dtype=torch.float64), "seconds": 0.0}
-        perm, sums = self.partial["perm"], self.partial["sums"]
+        n, bs = self.data.x.shape[0], self.config.batch_size
+        if self.position is None:
+            self.position = _EpochPosition(torch.randperm(n, generator=self.generator))
+        at = self.position
         steps = math.ceil(n / bs)
         self.model.train()
-        started = time.perf_counter() - self.partial["seconds"]
+        started = time.perf_counter() - at.seconds
         with progress_bar(steps, f"epoch {self.epoch + 1}/{self.total_epochs}", progress) as bar:
-            bar.advance(self.partial["step"])
-            while self.partial["step"] < steps:
-                step = self.partial["step"]
-                stats = self.train_step(perm[step * bs:(step + 1) * bs], step / steps)
-                if stats[3] > 0:
+            bar.advance(at.step)
+            while at.step < steps:
+                step = at.step
+                stats = self.train_step(at.perm[step * bs:(step + 1) * bs], step / steps)
+                if stats.nonfinite_ranks > 0:
                     raise TrainingDiverged(
                         f"loss became non-finite at epoch {self.epoch + 1}, step {step}; the last "
                         f"good checkpoint in {self.run_dir} is kept. Lower --lr or --beta and --resume")
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(step / steps)
                 self.optimizer.step()
-                sums += stats[:3]
-                self.partial["step"] = step + 1
-                self.partial["seconds"] = time.perf_counter() - started
-                if stats[4] > 0:
+                at.sums = [total + new for total, new in zip(at.sums, stats[:3], strict=True)]
+                at.step, at.seconds = step + 1, time.perf_counter() - started
+                if stats.interrupted_ranks > 0:
                     raise KeyboardInterrupt
                 seen = min(n, (step + 1) * bs)
-                bar.advance(1, f"loss {sums[0] / seen:.2f} recon {sums[1] / seen:.2f} "
-                               f"kl {sums[2] / seen:.2f} {seen / self.partial['seconds']:.0f} samples/s")
+                bar.advance(1, f"loss {at.sums[0] / seen:.2f} recon {at.sums[1] / seen:.2f} "
+                               f"kl {at.sums[2] / seen:.2f} {seen / at.seconds:.0f} samples/s")
         seconds = time.perf_counter() - started
-        self.partial = None
-        loss, recon, kl = (sums / n).tolist()
+        self.position = None
+        loss, recon, kl = (total / n for total in at.sums)
         return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
                 "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds}
 
-    def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> torch.Tensor:
-        """Forward and backward on this rank's part of the global batch ``idx`` (B,).
-
-        Returns, summed over ranks: loss, recon and KL times examples, then the counts of ranks
-        whose loss is not finite and of ranks that saw Ctrl-C. Gradients are left for the step.
-        """
+    def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> _StepStats:
+        """Forward and backward on this rank's part of the global batch ``idx`` (B,); gradients are left
+        for the optimiser step, which every rank skips together when any rank's loss is not finite."""
         eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)  # (B, D)
         part = rank_slice(idx.shape[0], self.context)
+        data = self.data
         if self.config.binarize:  # dynamic binarisation: a fresh draw per visit, over the global batch
-            x = torch.bernoulli(self.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
+            x = torch.bernoulli(data.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
         else:
-            x = self.x[idx[part].to(self.device)]
+            x = data.x[idx[part].to(self.device)]
         n_part = x.shape[0]
         if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
-            part, x = slice(0, 1), self.x[idx[:1].to(self.device)]
-        terms = self.net(x.to(self.device), self.y[idx[part].to(self.device)], eps[part].to(self.device),
+            part, x = slice(0, 1), data.x[idx[:1].to(self.device)]
+        terms = self.net(x.to(self.device), data.y[idx[part].to(self.device)], eps[part].to(self.device),
                          self.beta_at(epoch_fraction))
         losses = torch.stack([terms.loss, terms.recon, terms.kl]).detach().cpu().double() * n_part
         flags = [float(not torch.isfinite(terms.loss)), float(self.interrupted)]
-        stats = all_sum(torch.cat([losses, torch.tensor(flags, dtype=torch.float64)]), self.context)
-        if stats[3] == 0:
+        summed = all_sum(torch.cat([losses, torch.tensor(flags, dtype=torch.float64)]), self.context).tolist()
+        stats = _StepStats(summed[0], summed[1], summed[2], int(summed[3]), int(summed[4]))
+        if stats.nonfinite_ranks == 0:
             self.optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks; weighting by the part's share makes that the batch mean.
             weight = n_part * self.context.world_size / idx.shape[0] if self.context.distributed else 1.0
@@ -338,14 +371,14 @@ class _Loop:
         totals = torch.zeros(2, dtype=torch.float64)
         kl_dims = torch.zeros(self.model.cfg.latent_dim, dtype=torch.float64)
         means = []
-        for start in range(0, self.val_x.shape[0], EVAL_BATCH):
-            x, y = self.val_x[start:start + EVAL_BATCH], self.val_y[start:start + EVAL_BATCH]
+        for start in range(0, self.data.val_x.shape[0], EVAL_BATCH):
+            x, y = self.data.val_x[start:start + EVAL_BATCH], self.data.val_y[start:start + EVAL_BATCH]
             eps = torch.randn((x.shape[0], self.model.cfg.latent_dim), generator=noise).to(self.device)
             terms = self.model(x, y, eps)
             totals += torch.tensor([terms.recon.item(), terms.kl.item()], dtype=torch.float64) * x.shape[0]
             kl_dims += terms.kl_per_dim.double().cpu() * x.shape[0]
             means.append(self.model.encode(x, y)[0].cpu())
-        n = self.val_x.shape[0]
+        n = self.data.val_x.shape[0]
         recon, kl = (totals / n).tolist()
         activity = torch.cat(means).double().var(dim=0)  # (D,)
         return {"val_elbo": -(recon + kl), "val_recon": recon, "val_kl": kl,
@@ -381,7 +414,7 @@ class _Loop:
             best = load_checkpoint(self.run_dir / BEST)
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
             model.load_state_dict(best["model"])
-            fit = fit_aggregate_prior(model.to(self.device), self.x, self.y,
+            fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y,
                                       self.config.aggregate_components, self.config.seed)
             save_checkpoint({**best, "aggregate_prior": fit}, self.run_dir / BEST)
         from .plots import plot_loss_curves
