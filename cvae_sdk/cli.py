@@ -194,6 +194,9 @@ def sample(
     temperature: Annotated[float | None, typer.Option(help="Prior spread (default: the artifact's).")] = None,
     dtype: Annotated[Literal["float32", "uint8"], typer.Option(help="Array dtype for .npy/.npz.")] = "float32",
     shard: Annotated[str | None, typer.Option(help="k/N: write only shard k of N (.npy).")] = None,
+    columns: Annotated[int | None, typer.Option(help="PNG: images per row (default --n: one row per label).")
+                       ] = None,
+    scale: Annotated[int, typer.Option(help="PNG: enlarge every image this many times.")] = 2,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
     provider: Annotated[list[str] | None, typer.Option(help="Execution provider(s); default auto.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -205,7 +208,7 @@ def sample(
     gen = Generator.from_pretrained(model, providers=provider or "auto", threads=threads)
     labels = [int(x) if x.lstrip("-").isdigit() and x not in gen.config.class_names else x for x in label]
     summary = write_samples(gen, out, labels, n, seed=seed, temperature=temperature, dtype=dtype,
-                            shard=shard, progress=_progress_enabled(quiet))
+                            shard=shard, progress=_progress_enabled(quiet), columns=columns, scale=scale)
     typer.echo(json.dumps(summary))
 
 

@@ -21,7 +21,7 @@ import onnxruntime as ort
 from cvae_sdk.checks import to_uint8
 from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.generator import Generator, shipped_file
-from cvae_sdk.images import labelled_grid
+from cvae_sdk.images import make_image_grid
 
 CLASSIFIER_KEY = "cvae_sdk_classifier"
 SHIPPED_CLASSIFIER = "mnist-classifier.onnx"
@@ -169,7 +169,8 @@ def _reported_temperature(gen: Generator, temperature: float | None) -> float | 
 
 def comparison_sheet(gen: Generator, test: LabeledImages, per_row: int = 8, seed: int = 0,
                      temperature: float | None = None) -> np.ndarray:
-    """One row per label: ``per_row`` real test images, then ``per_row`` generated ones."""
+    """One row per label: ``per_row`` real test images, then ``per_row`` generated ones, under the titles
+    "real" and "generated"."""
     k = gen.config.num_classes
     generated = gen.generate(list(range(k)), per_row, rng=seed, temperature=temperature).samples
     rng = np.random.default_rng(seed)
@@ -178,5 +179,5 @@ def comparison_sheet(gen: Generator, test: LabeledImages, per_row: int = 8, seed
         pool = np.flatnonzero(test.labels == c)
         real = test.images[rng.choice(pool, per_row, replace=pool.size < per_row)]
         rows.append(np.concatenate([real, generated[c * per_row:(c + 1) * per_row]]))
-    names = [f"{name}" for name in gen.config.class_names]
-    return labelled_grid(np.concatenate(rows), names, 2 * per_row)
+    return make_image_grid(np.concatenate(rows), 2 * per_row, row_labels=list(gen.config.class_names),
+                           titles=[("real", per_row), ("generated", per_row)])

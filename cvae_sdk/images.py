@@ -1,4 +1,4 @@
-"""PNG grids with row labels, written with numpy and zlib alone (no Pillow needed)."""
+"""Image grids with row labels and titles, and PNG files written with numpy and zlib alone (no Pillow)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.checks import to_uint8
+from cvae_sdk.checks import positive_int, to_uint8
 
 # A 3x5 pixel font: each glyph is five rows of three bits, top row first.
 _FONT = {
@@ -43,25 +43,51 @@ def text_image(text: str, height: int) -> np.ndarray:
     return strip
 
 
-def labelled_grid(images: np.ndarray, row_labels: Sequence[str], columns: int) -> np.ndarray:
-    """Tile images (N, C, H, W) into rows of ``columns`` with a text label left of each row.
+def make_image_grid(images: np.ndarray, columns: int, *, row_labels: Sequence[str] | None = None,
+                    scale: int = 1, titles: Sequence[tuple[str, int]] | None = None) -> np.ndarray:
+    """Tile images (N, C, H, W) into a uint8 (height, width, C) grid, ready for :func:`write_png`.
 
-    N must equal len(row_labels) * columns. Returns uint8 (height, width, C).
+    Images fill rows of ``columns`` cells in order; the last row is padded with blank cells.
+    ``scale`` enlarges every image by an integer factor (nearest neighbour). ``row_labels`` (one per
+    row) are written left of the rows; ``titles`` are written above, each ``(text, span)`` over the
+    next ``span`` columns. The numpy counterpart of diffusers' ``make_image_grid``.
+
+    >>> make_image_grid(np.ones((5, 1, 28, 28), np.float32), 3, row_labels=["a", "b"], scale=2).shape
+    (118, 188, 1)
     """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {images.shape}")
+    columns, scale = positive_int(columns, "columns"), positive_int(scale, "scale")
     n, c, h, w = images.shape
-    rows = len(row_labels)
-    if n != rows * columns:
-        raise ValueError(f"grid needs {rows} rows x {columns} columns = {rows * columns} images, got {n}")
-    pixels = to_uint8(images)
+    rows = max(1, -(-n // columns))
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(f"{n} images in rows of {columns} make {rows} rows, but {len(row_labels)} row labels "
+                         "were given")
+    if titles is not None and sum(span for _, span in titles) > columns:
+        raise ValueError(f"titles span {sum(span for _, span in titles)} columns; the grid has {columns}")
+    pixels = to_uint8(images).transpose(0, 2, 3, 1)                       # (N, H, W, C)
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=1).repeat(scale, axis=2)      # (N, H*s, W*s, C)
+        h, w = h * scale, w * scale
     cell_h, cell_w = h + PAD, w + PAD
-    label_w = max(text_image(label, cell_h).shape[1] for label in row_labels) + 2 * PAD
-    grid = np.zeros((rows * cell_h + PAD, label_w + columns * cell_w + PAD, c), dtype=np.uint8)
-    for r, label in enumerate(row_labels):
+    text_h = 5 * GLYPH_SCALE + 2 * PAD
+    label_w = max((text_image(label, cell_h).shape[1] for label in row_labels), default=0) + 2 * PAD \
+        if row_labels else 0
+    top = text_h if titles else 0
+    grid = np.zeros((top + rows * cell_h + PAD, label_w + columns * cell_w + PAD, c), dtype=np.uint8)
+    x = label_w + PAD
+    for text, span in titles or ():
+        strip = text_image(text, text_h)[:, :span * cell_w - PAD]
+        grid[:text_h, x:x + strip.shape[1]] = strip[:, :, None]
+        x += span * cell_w
+    for r, label in enumerate(row_labels or ()):
         strip = text_image(label, cell_h)
-        grid[r * cell_h + PAD // 2:r * cell_h + PAD // 2 + cell_h, PAD:PAD + strip.shape[1]] = strip[:, :, None]
-        for col in range(columns):
-            y0, x0 = r * cell_h + PAD, label_w + col * cell_w + PAD
-            grid[y0:y0 + h, x0:x0 + w] = pixels[r * columns + col].transpose(1, 2, 0)
+        y0 = top + r * cell_h + PAD // 2
+        grid[y0:y0 + cell_h, PAD:PAD + strip.shape[1]] = strip[:, :, None]
+    for i in range(n):
+        y0 = top + (i // columns) * cell_h + PAD
+        x0 = label_w + (i % columns) * cell_w + PAD
+        grid[y0:y0 + h, x0:x0 + w] = pixels[i]
     return grid
 
 

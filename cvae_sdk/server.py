@@ -29,7 +29,7 @@ import numpy as np
 
 from cvae_sdk.checks import positive_int
 from cvae_sdk.generator import GenerationOutput, Generator
-from cvae_sdk.images import encode_png, labelled_grid
+from cvae_sdk.images import encode_png, make_image_grid
 
 try:
     from fastapi import FastAPI, Query, Request
@@ -41,7 +41,7 @@ except ImportError as err:  # pragma: no cover - the [serve] extra is missing
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-MAX_GRID_PER_LABEL = 64
+MAX_GRID_PER_LABEL, MAX_GRID_SCALE = 64, 8
 
 
 @dataclass(frozen=True)
@@ -254,11 +254,13 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     @app.get("/v1/grid.png")
     async def grid(label: list[str] = Query(...), n: int = 8, seed: int | None = None,  # noqa: B008
-                   temperature: float | None = None) -> Response:
-        """A PNG grid for an ``<img>`` tag: one row per label, ``n`` samples each."""
+                   temperature: float | None = None, scale: int = 1) -> Response:
+        """A PNG grid for an ``<img>`` tag: one row per label, ``n`` samples each, enlarged ``scale`` times."""
         gen = generator()
         if not 1 <= n <= MAX_GRID_PER_LABEL:
             raise _Rejected(400, f"n must lie in 1..{MAX_GRID_PER_LABEL} for a grid, got {n}")
+        if not 1 <= scale <= MAX_GRID_SCALE:
+            raise _Rejected(400, f"scale must lie in 1..{MAX_GRID_SCALE}, got {scale}")
         _check_size(len(label) * n, settings)
         labels = [_label(x, gen) for x in label]
 
@@ -266,7 +268,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             future = state["batcher"].submit(labels, n, rng=seed, temperature=temperature, output_type="uint8")
             out = await asyncio.shield(asyncio.wrap_future(future))
             metrics.served(len(out.labels))
-            return _render(gen, out, "png", columns=n)
+            return _render(gen, out, "png", columns=n, scale=scale)
 
         return await admitted(work)
 
@@ -346,7 +348,8 @@ def _label(value: str, gen: Generator) -> int | str:
         raise _Rejected(400, f"unknown label {value!r}; class names are {list(gen.config.class_names)}") from None
 
 
-def _render(gen: Generator, out: GenerationOutput[Any], output: str, columns: int, one_row: bool = False) -> Response:
+def _render(gen: Generator, out: GenerationOutput[Any], output: str, columns: int, one_row: bool = False,
+            scale: int = 1) -> Response:
     names = [gen.config.class_names[int(i)] for i in out.labels]
     if output == "npy":
         buffer = io.BytesIO()
@@ -355,7 +358,8 @@ def _render(gen: Generator, out: GenerationOutput[Any], output: str, columns: in
                         headers={"X-Labels": ",".join(str(int(i)) for i in out.labels)})
     if output == "png":
         row_names = [f"{names[0]}>{names[-1]}"] if one_row else names[::columns]
-        return Response(encode_png(labelled_grid(out.samples, row_names, columns)), media_type="image/png")
+        return Response(encode_png(make_image_grid(out.samples, columns, row_labels=row_names, scale=scale)),
+                        media_type="image/png")
     images = [base64.b64encode(encode_png(np.ascontiguousarray(img.transpose(1, 2, 0)))).decode()
               for img in out.samples]
     return JSONResponse({"labels": [int(i) for i in out.labels], "class_names": names, "images": images,

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.checks import even_split
+from cvae_sdk.checks import even_split, positive_int
 from cvae_sdk.generator import Generator, HostOutput
-from cvae_sdk.images import labelled_grid, write_png
+from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels
 from cvae_sdk.progress import progress_bar
 
@@ -36,8 +36,12 @@ def parse_shard(shard: str | None, total: int) -> tuple[int, int]:
 
 def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed: int,
                   temperature: float | None, dtype: str, shard: str | None,
-                  progress: bool) -> dict[str, Any]:
-    """Sample ``n`` per label and write them to ``out`` by its suffix; returns a summary."""
+                  progress: bool, columns: int | None = None, scale: int = 1) -> dict[str, Any]:
+    """Sample ``n`` per label and write them to ``out`` by its suffix; returns a summary.
+
+    A ``.png`` grid gives each label ``ceil(n / columns)`` rows (default: one row of ``n``), its cells
+    enlarged ``scale`` times.
+    """
     if out.suffix not in SUFFIXES:
         raise ValueError(f"--out must end in one of {SUFFIXES}, got {out.name!r}")
     if dtype not in ("float32", "uint8"):
@@ -47,7 +51,7 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
     ids = request_labels(labels, n, gen.config.class_names)
     start, stop = parse_shard(shard, ids.shape[0])
     if out.suffix == ".png":
-        _write_png(gen, out, labels, n, seed, temperature)
+        _write_png(gen, out, labels, n, seed, temperature, columns or n, scale)
     elif out.suffix == ".npz":
         result = gen.generate(labels, n, rng=seed, temperature=temperature,
                               output_type="uint8" if dtype == "uint8" else "np")
@@ -62,13 +66,19 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
 
 
 def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
-               temperature: float | None) -> None:
+               temperature: float | None, columns: int, scale: int) -> None:
     if n > MAX_PNG_PER_LABEL:
         raise ValueError(f"a PNG grid holds at most {MAX_PNG_PER_LABEL} samples per label, got --n {n}; "
                          "write .npy for more")
+    positive_int(columns, "columns")
     result = gen.generate(labels, n, rng=seed, temperature=temperature, output_type="uint8")
     names = [gen.config.class_names[i] for i in parse_labels(labels, gen.config.class_names)]
-    write_png(out, labelled_grid(result.samples, names, n))
+    rows_each = -(-n // columns)  # every label starts a new row; its last row is padded with blanks
+    cells = np.zeros((len(names), rows_each * columns, *gen.config.sample_shape), dtype=np.uint8)
+    cells[:, :n] = result.samples.reshape(len(names), n, *gen.config.sample_shape)
+    row_labels = [name if r == 0 else "" for name in names for r in range(rows_each)]
+    grid = make_image_grid(cells.reshape(-1, *gen.config.sample_shape), columns, row_labels=row_labels, scale=scale)
+    write_png(out, grid)
 
 
 def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
-from cvae_sdk import Generator
+from cvae_sdk import Generator, make_image_grid
 from cvae_sdk.cli import app
 
 runner = CliRunner()
@@ -34,9 +35,13 @@ def test_train_export_sample_info_end_to_end(tiny_npz: Path, tmp_path: Path) -> 
     assert json.loads(done.stdout)["bytes"] == model.stat().st_size
     png = tmp_path / "grid.png"
     done = cvae("sample", "--model", str(model), "--label", "top", "--label", "2", "--n", "5",
-                "--out", str(png))
+                "--out", str(png), "--columns", "3", "--scale", "3")
     assert done.returncode == 0, done.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as grid:  # two labels of 5 in rows of 3: four rows of 3 cells, each 3x larger
+        layout = make_image_grid(np.zeros((12, 1, 12, 12), np.uint8), 3, row_labels=["top", "", "bottom", ""],
+                                 scale=3)
+        assert (grid.height, grid.width) == layout.shape[:2] and grid.height == 4 * (12 * 3 + 2) + 2
     done = cvae("info", str(model), "--json")
     info = json.loads(done.stdout)
     assert info["class_names"] == ["top", "middle", "bottom"] and "CPUExecutionProvider" in info["available_providers"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cvae_sdk.cli import app
@@ -41,6 +42,14 @@ def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, ti
     assert len(report["per_class"]) == 3 and report["frechet_floor"] > 0
     assert report["frechet_ratio"] == pytest.approx(report["frechet_distance"] / report["frechet_floor"])
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    with Image.open(tmp_path / "report.png") as sheet:  # titled "real" and "generated" above the cells
+        pixels = np.asarray(sheet)
+    cell = 12 + 2
+    title_rows = pixels.shape[0] - (3 * cell + 2)
+    assert title_rows > 0 and pixels[:title_rows].max() == 255
+    title_cols = np.flatnonzero(pixels[:title_rows].max(axis=0) > 0)
+    middle = (pixels.shape[1] + (pixels.shape[1] - 16 * cell - 2)) // 2   # where the generated half starts
+    assert title_cols.min() < middle < title_cols.max()                   # one title over each half
 
 
 def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_classifier: Path, tmp_path: Path) -> None:

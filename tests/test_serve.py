@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from cvae_sdk import Generator
-from cvae_sdk.images import encode_png, labelled_grid
+from cvae_sdk.images import encode_png, make_image_grid
 
 SCREENSHOTS = Path(os.environ.get("CVAE_SDK_SCREENSHOTS", Path(__file__).resolve().parent.parent / ".test-output"))
 
@@ -110,7 +110,7 @@ def test_generate_png_and_json(server: Server, gen: Generator) -> None:
                                    {"labels": [0, 1], "num_samples_per_label": 4, "seed": 5, "output": "png"})
     names = [gen.config.class_names[i] for i in (0, 1)]
     assert status == 200 and headers["content-type"] == "image/png"
-    assert png == encode_png(labelled_grid(want.samples, names, 4))
+    assert png == encode_png(make_image_grid(want.samples, 4, row_labels=names))
     status, _, data = request(server, "POST", "/v1/generate",
                               {"labels": [0, 1], "num_samples_per_label": 4, "seed": 5, "output": "json"})
     doc = json.loads(data)
@@ -119,9 +119,10 @@ def test_generate_png_and_json(server: Server, gen: Generator) -> None:
 
 
 def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
-    status, headers, png = request(server, "GET", "/v1/grid.png?label=top&label=2&n=3&seed=1")
+    status, headers, png = request(server, "GET", "/v1/grid.png?label=top&label=2&n=3&seed=1&scale=2")
     want = gen.generate(["top", 2], 3, rng=1, output_type="uint8").samples
-    assert status == 200 and png == encode_png(labelled_grid(want, ["top", gen.config.class_names[2]], 3))
+    expected = make_image_grid(want, 3, row_labels=["top", gen.config.class_names[2]], scale=2)
+    assert status == 200 and png == encode_png(expected)
     status, _, data = request(server, "POST", "/v1/interpolate",
                               {"start": 0, "end": 2, "steps": 5, "seed": 3, "output": "npy"})
     assert status == 200 and np.array_equal(_npy(data), gen.interpolate(0, 2, 5, rng=3).samples)
@@ -252,8 +253,8 @@ def test_the_page_draws_a_grid_in_a_real_browser(server: Server, gen: Generator)
             "const i = document.getElementById('grid'); return i.complete && i.naturalWidth > 0 ? "
             "[i.naturalWidth, i.naturalHeight] : null;"))
         checked = len(browser.find_elements(By.CSS_SELECTOR, "#labels input:checked"))
-        expected = labelled_grid(np.zeros((checked * 4, *gen.config.sample_shape), np.uint8),
-                                 list(gen.config.class_names[:checked]), 4).shape
+        expected = make_image_grid(np.zeros((checked * 4, *gen.config.sample_shape), np.uint8), 4,
+                                   row_labels=list(gen.config.class_names[:checked])).shape
         assert size == [expected[1], expected[0]]
         browser.find_element(By.ID, "morph").click()
         WebDriverWait(browser, 30).until(lambda b: b.execute_script(
