@@ -17,8 +17,10 @@ import typer
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, capability
 from cvae_sdk.checks import EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, exit_status
 
+# Plain help (rich_markup_mode=None): it shows each option's metavar (LABEL, N) where the rich panels print
+# type labels such as <list[str]> and <bool>.
 app = typer.Typer(help="Train, export, sample, evaluate, benchmark and serve conditional VAEs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 F = TypeVar("F", bound=Callable[..., Any])
 _D = TrainConfig(data="", out="")  # the training defaults have one home: TrainConfig
 
@@ -131,7 +133,8 @@ def train(
 @app.command()
 @friendly_errors
 def export(
-    source: Annotated[Path, typer.Argument(help="Run folder (its best checkpoint) or a .pt checkpoint.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE",
+                                           help="Run folder (its best checkpoint) or a .pt checkpoint.")],
     out: Annotated[Path, typer.Option(help="Artifact to write (.onnx).")],
     prior: Annotated[Literal["auto", "aggregate", "learned", "standard"], typer.Option(
         help="Prior to ship: auto takes the aggregate-posterior fit when the run has one.")] = "auto",
@@ -187,18 +190,19 @@ def _gate_classifier(classifier: Path | None, data: str | None, source: Path) ->
 @friendly_errors
 def sample(
     out: Annotated[Path, typer.Option(help=".png grid, .npy (streamed) or .npz arrays.")],
-    label: Annotated[list[str], typer.Option(help="Label id or class name; repeat for several.")],
+    label: Annotated[list[str], typer.Option(metavar="LABEL", help="Label id or class name; repeat for several.")],
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
     n: Annotated[int, typer.Option(help="Samples per label.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same samples.")] = 0,
     temperature: Annotated[float | None, typer.Option(help="Prior spread (default: the artifact's).")] = None,
     dtype: Annotated[Literal["float32", "uint8"], typer.Option(help="Array dtype for .npy/.npz.")] = "float32",
-    shard: Annotated[str | None, typer.Option(help="k/N: write only shard k of N (.npy).")] = None,
+    shard: Annotated[str | None, typer.Option(metavar="K/N", help="Write only shard K of N (.npy).")] = None,
     columns: Annotated[int | None, typer.Option(help="PNG: images per row (default --n: one row per label).")
                        ] = None,
     scale: Annotated[int, typer.Option(help="PNG: enlarge every image this many times.")] = 2,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    provider: Annotated[list[str] | None, typer.Option(help="Execution provider(s); default auto.")] = None,
+    provider: Annotated[list[str] | None, typer.Option(
+        metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Sample N images per label from a model and write them to --out."""
@@ -215,7 +219,8 @@ def sample(
 @app.command()
 @friendly_errors
 def info(
-    model: Annotated[Path | None, typer.Argument(help="Artifact (.onnx); default: the shipped model.")] = None,
+    model: Annotated[Path | None, typer.Argument(metavar="MODEL",
+                                                 help="Artifact (.onnx); default: the shipped model.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full metadata as JSON.")] = False,
 ) -> None:
     """Print an artifact's metadata and the execution providers available here."""
@@ -258,7 +263,8 @@ def _sampling_providers(model: Path, available: list[str]) -> list[str]:
 @app.command()
 @friendly_errors
 def validate(
-    model: Annotated[Path, typer.Argument(help="Any .onnx file to check against the artifact contract.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL",
+                                          help="Any .onnx file to check against the artifact contract.")],
 ) -> None:
     """Check a model against the artifact contract (metadata, signature, real runs); exit 1 if it fails."""
     from cvae_sdk.contract import validate_artifact
@@ -274,7 +280,8 @@ def validate(
 @app.command()
 @friendly_errors
 def wrap(
-    source: Annotated[Path, typer.Argument(help="A decoder trained elsewhere, as ONNX: (z, one-hot y) -> pixels.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE",
+                                           help="A decoder trained elsewhere, as ONNX: (z, one-hot y) -> pixels.")],
     out: Annotated[Path, typer.Option(help="Artifact to write (.onnx).")],
     sample_shape: Annotated[str, typer.Option(help="C,H,W of one sample, e.g. 1,28,28.")],
     class_names: Annotated[str | None, typer.Option(help="Comma-separated names, in y's column order.")] = None,
@@ -303,7 +310,7 @@ def wrap(
 @app.command()
 @friendly_errors
 def evaluate(
-    source: Annotated[Path, typer.Argument(help="Artifact (.onnx), run folder or checkpoint (.pt).")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Artifact (.onnx), run folder or checkpoint (.pt).")],
     data: Annotated[str, typer.Option(help="Dataset with a test split (IDX folder, .npz or 'mnist').")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full JSON report here.")] = None,
     sheet: Annotated[Path | None, typer.Option(help="PNG sheet: real vs generated per label "
@@ -408,8 +415,10 @@ def bench(
     int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine.")] = None,
     fp16_model: Annotated[Path | None, typer.Option(help="fp16 artifact for the sdk-cuda-fp16 engine.")] = None,
     threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
-    batch: Annotated[list[int] | None, typer.Option(help="Batch sizes (default 1 16 256 4096 65536).")] = None,
-    engine: Annotated[list[str] | None, typer.Option(help="Engines to run (default: all that apply).")] = None,
+    batch: Annotated[list[int] | None, typer.Option(metavar="N", help="Batch size; repeat for several (default: 1 16 "
+                                                                     "256 4096 65536).")] = None,
+    engine: Annotated[list[str] | None, typer.Option(metavar="ENGINE", help="Engine to run; repeat for several "
+                                                                            "(default: all that apply).")] = None,
     min_seconds: Annotated[float, typer.Option(help="Timed seconds per engine and batch size.")] = 1.0,
     out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
 ) -> None:
@@ -435,7 +444,8 @@ def bench(
 @app.command()
 @friendly_errors
 def serve(
-    model: Annotated[Path | None, typer.Argument(help="Artifact (.onnx); default: the shipped model.")] = None,
+    model: Annotated[Path | None, typer.Argument(metavar="MODEL",
+                                                 help="Artifact (.onnx); default: the shipped model.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
@@ -445,7 +455,8 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    provider: Annotated[list[str] | None, typer.Option(help="Execution provider(s); default auto.")] = None,
+    provider: Annotated[list[str] | None, typer.Option(
+        metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
 ) -> None:
     """Serve a model over HTTP: the API under /v1, a web page at /, /metrics. Needs the serve extra."""
     from cvae_sdk.server import ServeSettings
