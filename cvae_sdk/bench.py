@@ -40,7 +40,9 @@ import numpy as np
 from cvae_sdk.generator import OutputType
 
 BATCHES = (1, 16, 256, 4096, 65536)
-CPU_ENGINES = ("torch-eager", "torch-compile", "sdk-fp32", "sdk-int8")
+CPU_ENGINES = ("torch-eager", "torch-compile", "openvino", "sdk-fp32", "sdk-int8")
+COMPETITORS = ("torch-eager", "torch-compile", "openvino")  # what the SDK's CPU engines are compared with
+LOADED_CORES = 0.25  # other processes' average busy cores during a run above which the report warns
 CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
 CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float32 against torch's float32
 SDK_OUTPUT: dict[str, OutputType] = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device",
@@ -129,6 +131,43 @@ def machine() -> dict[str, Any]:
 Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
 
 
+def _openvino_engine(model: Path, threads: int) -> Engine:
+    """The same ONNX file compiled by OpenVINO's CPU plugin, float32 forced, doing the SDK's work: the
+    artifact's mixture prior at its temperature (the SDK's own sampler), decoded in the same chunks."""
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise ImportError("openvino is not installed (pip install 'cvae-sdk[openvino]')") from err
+
+    from cvae_sdk.artifact import INPUT_Y, INPUT_Z
+    from cvae_sdk.generator import CPU_CHUNK, Generator
+    from cvae_sdk.sampling import prior_latents, request_key
+
+    config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
+    compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                           "INFERENCE_PRECISION_HINT": "f32",
+                                                           "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    eye = np.eye(config.num_classes, dtype=np.float32)
+    temperature = config.sampling_temperature(None)
+
+    def make(batch: int) -> Callable[[], object]:
+        labels = np.arange(batch) % config.num_classes
+
+        def call() -> object:
+            key = request_key(0)
+            out = np.empty((batch, *config.sample_shape), dtype=np.float32)
+            for lo in range(0, batch, CPU_CHUNK):
+                ids = labels[lo:lo + CPU_CHUNK]
+                z = prior_latents(config.prior, ids, key, lo, temperature)
+                out[lo:lo + ids.shape[0]] = request.infer({INPUT_Z: z, INPUT_Y: eye[ids]})[0]
+            return out
+
+        return call
+
+    return make, [f"openvino-{ov.__version__.split('-')[0]}-CPU"]
+
+
 def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: OutputType = "np") -> Engine:
     from cvae_sdk.generator import Generator
 
@@ -148,6 +187,8 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
         make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
     elif engine in SDK_OUTPUT:
         make, providers = _sdk_engine(model, threads, [CUDA_PROVIDER], SDK_OUTPUT[engine])
+    elif engine == "openvino":
+        make, providers = _openvino_engine(model, threads)
     else:
         from cvae_sdk.backends import capability
 
@@ -210,6 +251,24 @@ def batcher_benchmark(model: Path, threads: int, callers: int = 64, per_caller: 
             "max_batch": max_batch, "max_delay_ms": max_delay_ms}
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def host_load(start: tuple[float, float], seconds: float) -> dict[str, Any]:
+    """How busy other processes kept the CPU since ``start``, on average in cores, and a warning if too busy."""
+    busy, own = cpu_seconds()
+    others = max(0.0, (busy - start[0]) - (own - start[1])) / max(seconds, 1e-9)
+    warning = (f"the host was loaded: other processes kept {others:.2f} cores busy on average during this run; "
+               "ratios within the run still compare, absolute rates are low") if others > LOADED_CORES else None
+    return {"other_busy_cores": others, "warning": warning}
+
+
 def _in_subprocess(code: str) -> Any:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
@@ -225,6 +284,7 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
 
     if engines is None:
         engines = CPU_ENGINES + (CUDA_ENGINES if "CUDAExecutionProvider" in ort.get_available_providers() else ())
+    started, load_start = time.perf_counter(), cpu_seconds() if Path("/proc/stat").is_file() else None
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     artifact = {"sdk-int8": int8_model, "sdk-cuda-fp16": fp16_model}
@@ -256,12 +316,14 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
         row["roofline_ratio"] = row["samples_per_s"] * per_sample / peak if per_sample and peak else None
     batcher = _in_subprocess(f"import json; from pathlib import Path; from cvae_sdk.bench import batcher_benchmark; "
                              f"print(json.dumps(batcher_benchmark(Path({str(model)!r}), {threads})))")
-    return {"benchmark": "sampling_throughput", "model": str(model),
+    load = host_load(load_start, time.perf_counter() - started) if load_start is not None else None
+    return {"benchmark": "sampling_throughput", "model": str(model), "host_load": load,
             "int8_model": str(int8_model) if int8_model else None, "threads": threads, "machine": machine(),
             "fp16_model": str(fp16_model) if fp16_model else None,
             "gemm_flops_per_s": gemm, "gemm_cuda_flops_per_s": gemm_cuda, "flops_per_sample": per_sample,
             "roofline_samples_per_s": gemm / per_sample if per_sample else None,
-            "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows)}
+            "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows),
+            "vs_best_competitor": vs_best_competitor(rows)}
 
 
 def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -279,6 +341,20 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def vs_best_competitor(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per batch: the fastest of torch eager, torch.compile and OpenVINO, and each SDK CPU engine's ratio to it."""
+    out: dict[str, dict[str, Any]] = {}
+    for batch in sorted({r["batch"] for r in rows}):
+        here = {r["engine"]: r["samples_per_s"] for r in rows if r["batch"] == batch}
+        rivals = {e: v for e, v in here.items() if e in COMPETITORS}
+        if not rivals:
+            continue
+        best = max(rivals, key=lambda e: rivals[e])
+        out[str(batch)] = {"best_competitor": best, **{f"{e}/best": here[e] / rivals[best]
+                                                        for e in ("sdk-fp32", "sdk-int8") if e in here}}
+    return out
+
+
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"{'engine':<16}{'batch':>7}{'samples/s':>12}{'p50 us':>11}{'p99 us':>11}{'RSS MB':>9}{'roofline':>10}"]
     for r in report["rows"]:
@@ -287,6 +363,11 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{r['p99_us']:>11.1f}{r['peak_rss_mb']:>9.0f}{roof:>10}")
     for engine, why in report["skipped"].items():
         lines.append(f"{engine:<16} skipped: {why}")
+    for batch, best in report.get("vs_best_competitor", {}).items():
+        ratios = ", ".join(f"{k.split('/')[0]} {v:.2f}x" for k, v in best.items() if k.endswith("/best"))
+        lines.append(f"batch {batch:>6}: best competitor {best['best_competitor']}; {ratios}")
+    if (report.get("host_load") or {}).get("warning"):
+        lines.append(f"WARNING: {report['host_load']['warning']}")
     b = report["batcher"]
     if "speedup" in b:
         lines.append(f"batcher: {b['callers']} concurrent single-image callers: {b['direct_samples_per_s']:.0f} -> "
