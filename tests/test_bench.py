@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from cvae_sdk.bench import flops_per_sample
@@ -15,7 +17,8 @@ from cvae_sdk.bench import flops_per_sample
 def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cvae_sdk", "bench", "--model", str(tiny_model), "--batch", "1", "--batch", "16",
-         "--engine", "sdk-fp32", "--engine", "torch-eager", "--engine", "sdk-cuda", "--engine", "sdk-int8",
+         "--engine", "sdk-fp32", "--engine", "torch-eager", "--engine", "openvino", "--engine", "sdk-cuda",
+         "--engine", "sdk-int8",
          "--min-seconds", "0.05", "--threads", "1", "--out-dir", str(tmp_path)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -23,12 +26,18 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
     assert json.loads((tmp_path / "bench.json").read_text())["rows"] == report["rows"]
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     measured = {(r["engine"], r["batch"]) for r in report["rows"]}
-    assert measured == {(e, b) for e in ("sdk-fp32", "torch-eager") for b in (1, 16)}
+    assert measured == {(e, b) for e in ("sdk-fp32", "torch-eager", "openvino") for b in (1, 16)}
     for row in report["rows"]:
         assert row["samples_per_s"] > 0 and row["p99_us"] >= row["p50_us"] > 0 and row["peak_rss_mb"] > 0
         assert 0 < row["roofline_ratio"] < 1.5
     assert report["flops_per_sample"] == flops_per_sample(tiny_model) > 0
     assert set(report["ratios"]["sdk-fp32/torch-eager"]) == {"1", "16"}
+    rate = {(r["engine"], r["batch"]): r["samples_per_s"] for r in report["rows"]}
+    for batch, best in report["vs_best_competitor"].items():  # the fastest of torch and OpenVINO, per batch
+        rivals = {e: rate[(e, int(batch))] for e in ("torch-eager", "openvino")}
+        assert best["best_competitor"] == max(rivals, key=lambda e: rivals[e])
+        assert best["sdk-fp32/best"] == rate[("sdk-fp32", int(batch))] / max(rivals.values())
+    assert report["host_load"]["other_busy_cores"] >= 0 and "warning" in report["host_load"]
     assert "no int8 artifact" in report["skipped"]["sdk-int8"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():  # asked for, not silently run on CPU
         assert "CUDAExecutionProvider" in report["skipped"]["sdk-cuda"]
@@ -36,7 +45,29 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
     assert batcher["speedup"] > 0 and batcher["ceiling_speedup"] == batcher["ceiling_samples_per_s"] / batcher[
         "direct_samples_per_s"] > 0
     table = done.stdout.split("\n{")[0]
-    assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table
+    assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table and "best competitor" in table
+
+
+def test_the_openvino_engine_draws_what_the_sdk_draws(tiny_model: Path) -> None:
+    """Same work: OpenVINO decodes the SDK's own prior draws, so its samples match generate's."""
+    from cvae_sdk import Generator
+    from cvae_sdk.bench import _openvino_engine
+
+    make, providers = _openvino_engine(tiny_model, threads=1)
+    gen = Generator.from_pretrained(tiny_model, providers=["CPUExecutionProvider"])
+    want = gen.generate(np.arange(5) % gen.config.num_classes, 1, rng=0).samples
+    assert providers[0].startswith("openvino") and np.abs(make(5)() - want).max() < 1e-4
+
+
+def test_a_loaded_host_is_reported() -> None:
+    from cvae_sdk.bench import cpu_seconds, host_load
+
+    start = cpu_seconds()
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    time.sleep(1.5)  # another process keeps a core busy while this one sleeps
+    load = host_load(start, 1.5)
+    busy.wait()
+    assert load["other_busy_cores"] > 0.5 and "the host was loaded" in load["warning"]
 
 
 def test_the_torch_engines_decode_the_artifacts_own_weights() -> None:
