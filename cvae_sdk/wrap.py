@@ -44,7 +44,8 @@ def wrap_decoder(source: str | Path, out: str | Path, *, class_names: Sequence[s
     try:
         import onnx
     except ImportError as err:
-        raise ImportError("cvae-sdk wrap edits ONNX graphs and needs the onnx package: pip install onnx") from err
+        raise ImportError("cvae-sdk wrap edits ONNX graphs and needs the onnx package: "
+                          "pip install 'cvae-sdk[wrap]'") from err
     shape = tuple(int(s) for s in sample_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"sample_shape must be C,H,W of positive ints, got {list(sample_shape)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -52,3 +53,29 @@ def test_wheel_ships_the_model_and_runs_without_torch(tmp_path: Path) -> None:
                           str(tmp_path / "s.png"), "--quiet"], capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# import name -> distribution name, where they differ
+DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml"}
+
+
+def test_every_third_party_import_of_the_runtime_is_declared() -> None:
+    """numpy and typer as dependencies; onnxruntime, fastapi, onnx ... in the extra of the feature that needs them."""
+    import ast
+
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {re.split(r"[<>=\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+    imported: set[str] = set()
+    for path in (ROOT / "cvae_sdk").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "cvae_sdk"}
+    assert third_party >= {"numpy", "onnxruntime", "typer", "rich"}
+    undeclared = sorted(name for name in third_party if DISTRIBUTION.get(name, name).lower() not in declared)
+    assert undeclared == []
