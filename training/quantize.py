@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, read_metadata, write_metadata
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, read_metadata, write_metadata
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.generator import Generator
@@ -94,30 +94,13 @@ def _int8(fp32: Path) -> Any:
 
 
 def _fp16(proto: Any) -> Any:
-    """float32 -> float16 inside the graph, with Casts at the inputs and the output."""
-    from onnx import TensorProto, helper, numpy_helper
+    """onnxruntime's float16 converter, keeping float32 at the inputs and the output (it inserts Casts)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    graph = proto.graph
-    for index, tensor in enumerate(graph.initializer):
-        if tensor.data_type == TensorProto.FLOAT:
-            graph.initializer[index].CopyFrom(numpy_helper.from_array(
-                numpy_helper.to_array(tensor).astype(np.float16), tensor.name))
-    for node in graph.node:
-        for attribute in node.attribute:  # Constant nodes and tensor attributes; internal casts to float
-            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
-                attribute.i = TensorProto.FLOAT16
-            if attribute.type == attribute.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
-                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16)))
-        node.input[:] = [f"{n}_fp16" if n in (INPUT_Z, INPUT_Y) else n for n in node.input]
-        node.output[:] = [f"{OUTPUT}_fp16" if n == OUTPUT else n for n in node.output]
-    casts_in = [helper.make_node("Cast", [name], [f"{name}_fp16"], to=TensorProto.FLOAT16)
-                for name in (INPUT_Z, INPUT_Y)]
-    cast_out = helper.make_node("Cast", [f"{OUTPUT}_fp16"], [OUTPUT], to=TensorProto.FLOAT)
-    nodes = [*casts_in, *graph.node, cast_out]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    del graph.value_info[:]  # float32 intermediate types no longer hold
-    return proto
+    model = OnnxModel(convert_float_to_float16(proto, keep_io_types=True))
+    model.topological_sort()  # the converter appends its input Casts after the nodes that read them
+    return model.model
 
 
 def fidelity_gate(fp32: Path, candidate: Path, classifier: EvalClassifier, samples_per_label: int,
