@@ -23,6 +23,8 @@ app = typer.Typer(help="Train, export, sample, evaluate, benchmark and serve con
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None)
 F = TypeVar("F", bound=Callable[..., Any])
 _D = TrainConfig(data="", out="")  # the training defaults have one home: TrainConfig
+ShippedOrModel = Annotated[Path | None, typer.Argument(metavar="MODEL",
+                                                       help="Artifact (.onnx); default: the shipped model.")]
 
 
 def friendly_errors(func: F) -> F:
@@ -219,8 +221,7 @@ def sample(
 @app.command()
 @friendly_errors
 def info(
-    model: Annotated[Path | None, typer.Argument(metavar="MODEL",
-                                                 help="Artifact (.onnx); default: the shipped model.")] = None,
+    model: ShippedOrModel = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full metadata as JSON.")] = False,
 ) -> None:
     """Print an artifact's metadata and the execution providers available here."""
@@ -433,7 +434,10 @@ def bench(
     typer.echo(format_table(report))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+        from cvae_sdk.atomic import atomic_path
+
+        with atomic_path(out_dir / "bench.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
         try:
             plot(report, out_dir / "bench.png")
         except ImportError:
@@ -444,8 +448,7 @@ def bench(
 @app.command()
 @friendly_errors
 def serve(
-    model: Annotated[Path | None, typer.Argument(metavar="MODEL",
-                                                 help="Artifact (.onnx); default: the shipped model.")] = None,
+    model: ShippedOrModel = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
