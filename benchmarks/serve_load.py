@@ -2,7 +2,9 @@
 concurrent clients, against in-process ``Generator.generate`` for the same requests, in one run.
 
 Each client sends single-image ``POST /v1/generate`` requests (``.npy`` float32) back to back for
-``--seconds``; the server is a subprocess on 127.0.0.1 at an ephemeral port. Every loop is bounded
+``--seconds`` on its own keep-alive connection (all clients are asyncio tasks in this process, raw
+HTTP/1.1, so the load generator costs little per request); the server is a subprocess on
+127.0.0.1 at an ephemeral port. Every loop is bounded
 in time and count. Prints a table, then one JSON line; ``--out`` also writes the JSON.
 
     python benchmarks/serve_load.py --seconds 5 --out benchmarks/results/serve_load.json
@@ -11,7 +13,7 @@ in time and count. Prints a table, then one JSON line; ``--out`` also writes the
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import signal
 import statistics
@@ -20,7 +22,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,33 +54,43 @@ def start_server(model: str | None, threads: int, delay_ms: float) -> tuple[subp
     raise SystemExit("the model did not load within 60 s")
 
 
-def client_loop(url: str, client: int, seconds: float) -> list[float]:
-    """One client on one keep-alive connection, as a service calling the API would hold one."""
-    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
-    connection = http.client.HTTPConnection(host, port, timeout=30)
+async def client_loop(host: str, port: int, client: int, seconds: float) -> list[float]:
+    """One client on one keep-alive connection, as a service calling the API would hold one: raw
+    HTTP/1.1 on an asyncio stream, so the load generator's own cost per request stays small."""
+    reader, writer = await asyncio.open_connection(host, port)
     latencies = []
     deadline = time.perf_counter() + seconds
     try:
         for i in range(MAX_REQUESTS_PER_CLIENT):
             if time.perf_counter() >= deadline:
                 break
-            body = json.dumps({"labels": [i % 10], "num_samples_per_label": 1, "seed": client * 100_000 + i})
+            body = json.dumps({"labels": [i % 10], "num_samples_per_label": 1,
+                               "seed": client * 100_000 + i}).encode()
             started = time.perf_counter()
-            connection.request("POST", "/v1/generate", body=body, headers={"Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"status {response.status}")
+            writer.write(b"POST /v1/generate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            if status != 200:
+                raise RuntimeError(f"status {status}")
             latencies.append(time.perf_counter() - started)
     finally:
-        connection.close()
+        writer.close()
     return latencies
 
 
 def measure(url: str, clients: int, seconds: float) -> dict[str, Any]:
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+
+    async def everyone() -> list[list[float]]:
+        return list(await asyncio.gather(*(client_loop(host, port, c, seconds) for c in range(clients))))
+
     started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        per_client = list(pool.map(lambda c: client_loop(url, c, seconds), range(clients)))
+    per_client = asyncio.run(everyone())
     elapsed = time.perf_counter() - started
     latencies = [t for client in per_client for t in client]
     return {"clients": clients, "requests": len(latencies), "requests_per_s": len(latencies) / elapsed,

@@ -132,3 +132,24 @@ def test_python_dash_m_and_help() -> None:
     assert done.returncode == 0
     for command in ("train", "export", "sample", "evaluate", "info"):
         assert command in done.stdout
+
+
+def test_help_names_values_not_python_types_and_version_prints() -> None:
+    done = cvae("sample", "--help")
+    assert done.returncode == 0
+    assert "--label LABEL" in done.stdout and "--provider PROVIDER" in done.stdout and "--shard K/N" in done.stdout
+    for command in ("export", "evaluate", "validate", "wrap", "info", "serve", "bench"):
+        text = cvae(command, "--help").stdout
+        assert "<list[" not in text and "<bool>" not in text and "{source}" not in text and "{model}" not in text
+    version = cvae("--version")
+    assert version.returncode == 0 and version.stdout.startswith("cvae-sdk 0.1.0")
+
+
+def test_info_says_which_providers_really_sample(tiny_model: Path) -> None:
+    info = json.loads(cvae("info", str(tiny_model), "--json").stdout)
+    import onnxruntime as ort
+
+    assert info["available_providers"] == ort.get_available_providers()
+    assert "CPUExecutionProvider" in info["sampling_providers"]
+    assert set(info["sampling_providers"]) <= {"CUDAExecutionProvider", "CPUExecutionProvider"}
+    assert "AzureExecutionProvider" not in info["sampling_providers"]
