@@ -89,3 +89,14 @@ def test_the_cli_trains_and_exports_with_the_second_backend(minimal_backend: Pat
 def test_unknown_names_are_explained() -> None:
     with pytest.raises(ValueError, match="unknown training backend 'jax'; available"):
         get_backend("jax")
+
+
+def test_without_torch_the_cli_names_the_extra_to_install(tiny_npz: Path, tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if the [train] extra were not installed
+            "from cvae_sdk.cli import main\n"
+            f"sys.argv = ['cvae-sdk', 'train', '--data', {str(tiny_npz)!r}, '--out', {str(tmp_path / 'r')!r}]\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "pip install 'cvae-sdk[train]'" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch  # noqa: F401  (without the [train] extra the registry says which extra to install)
+
 from cvae_sdk.backends import TrainConfig, TrainResult
 from cvae_sdk.data import LabeledImages
 from cvae_sdk.evaluate import EvalClassifier
