@@ -68,7 +68,7 @@ class MicroBatcher:
             raise ValueError("the batcher splits shared runs into host arrays; output_type='device' is for "
                              "Generator.generate and iter_chunks")
         ids, key, temp = self._gen._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                                                 output_type=output_type)
+                                                  output_type=output_type)
         future: Future[GenerationOutput[Any]] = Future()
         with self._lock:
             if self._closed:

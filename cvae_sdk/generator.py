@@ -187,19 +187,19 @@ class Generator:
         spread (default: the artifact's ``default_temperature``).
         """
         ids, z = self._prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                              latents=latents, output_type=output_type)
+                               latents=latents, output_type=output_type)
         return self._package(self._render(z, ids, output_type), ids, z, output_type)
 
     def _prepare(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
-                temperature: float | None = None, latents: np.ndarray | None = None,
-                output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
+                 temperature: float | None = None, latents: np.ndarray | None = None,
+                 output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
         """Validate a request and draw its latents: class ids (N,) and z (N, latent_dim) float32."""
         if latents is not None:
             ids = request_labels(labels, num_samples_per_label, self._config.class_names)
             _check_output_type(output_type)
             return ids, self._check_latents(latents, ids.shape[0])
         ids, key, temp = self._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                                            output_type=output_type)
+                                             output_type=output_type)
         if ids.shape[0] <= self._chunk:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
         z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
@@ -208,8 +208,8 @@ class Generator:
         return ids, z
 
     def _check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
-                      temperature: float | None = None, output_type: str = "np"
-                      ) -> tuple[np.ndarray, np.ndarray, float | np.ndarray]:
+                       temperature: float | None = None, output_type: str = "np"
+                       ) -> tuple[np.ndarray, np.ndarray, float | np.ndarray]:
         """Validate a request without drawing: class ids (N,), its noise key and its temperature."""
         ids = request_labels(labels, num_samples_per_label, self._config.class_names)
         _check_output_type(output_type)
