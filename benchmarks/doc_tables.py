@@ -187,6 +187,9 @@ TABLES: dict[str, Callable[[], str]] = {
 
 
 def main() -> None:
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.strip() + "\n\ntables: " + ", ".join(TABLES))
+        return
     if len(sys.argv) != 2 or sys.argv[1] not in TABLES:
         sys.exit(f"usage: python benchmarks/doc_tables.py {{{'|'.join(TABLES)}}}")
     print(TABLES[sys.argv[1]]())
