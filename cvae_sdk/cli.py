@@ -310,6 +310,22 @@ def wrap(
 
 @app.command()
 @friendly_errors
+def sampler(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Artifact (.onnx) whose prior and decoder to join.")],
+    out: Annotated[Path, typer.Option(help="Sampler graph to write (.onnx).")],
+) -> None:
+    """Write the whole sampler (labels, noise and temperatures in, images out) as one ONNX graph, for
+    onnxruntime clients without Python; checked against Generator.generate before it is written."""
+    from cvae_sdk.sampler import write_sampler
+
+    if not model.is_file():
+        raise ValueError(f"model file {str(model)!r} does not exist")
+    path = write_sampler(model, out)
+    typer.echo(json.dumps({"sampler": str(path), "bytes": path.stat().st_size}))
+
+
+@app.command()
+@friendly_errors
 def evaluate(
     source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Artifact (.onnx), run folder or checkpoint (.pt).")],
     data: Annotated[str, typer.Option(help="Dataset with a test split (IDX folder, .npz or 'mnist').")],
