@@ -244,17 +244,16 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         _check_size(len(body.labels) * max(1, body.num_samples_per_label), settings)
 
         async def work() -> Response:
-            n = len(body.labels) * body.num_samples_per_label
+            n, kind = len(body.labels) * body.num_samples_per_label, _output_type(body.output, body.dtype)
             if state["in_flight"] == 1 and n <= INLINE_SAMPLES and settings.max_delay_ms == 0:
                 # alone in the server, and the batcher would not wait for company (delay 0): decode here,
                 # without two thread hand-offs (the same samples: the batcher reproduces generate)
                 out = gen.generate(body.labels, body.num_samples_per_label, rng=body.seed,
-                                   temperature=body.temperature, output_type=_output_type(body.output, body.dtype))
+                                   temperature=body.temperature, output_type=kind)
                 metrics.batch(n)  # one session run of n rows, as the batcher reports its runs
             else:
                 future = state["batcher"].submit(body.labels, body.num_samples_per_label, rng=body.seed,
-                                                 temperature=body.temperature,
-                                                 output_type=_output_type(body.output, body.dtype))
+                                                 temperature=body.temperature, output_type=kind)
                 out = await asyncio.shield(asyncio.wrap_future(future))  # a timeout leaves the batch alone
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.num_samples_per_label)
