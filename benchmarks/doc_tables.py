@@ -178,7 +178,17 @@ def card_digits_table() -> str:
     return "\n".join(lines)
 
 
+def batch1_table() -> str:
+    """A one-image generate call, step by step: results/batch1_overhead.json."""
+    data = json.loads((RESULTS / "batch1_overhead.json").read_text())
+    lines = ["| step | p50 µs | p99 µs |", "| --- | --- | --- |"]
+    for name, step in data["steps"].items():
+        lines.append(f"| {name} | {step['p50_us']:.1f} | {step['p99_us']:.1f} |")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "batch1": batch1_table,
     "card": card_table, "card-digits": card_digits_table,
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table, "decoder": decoder_table,
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
