@@ -318,8 +318,6 @@ def sampler(
     onnxruntime clients without Python; checked against Generator.generate before it is written."""
     from cvae_sdk.sampler import write_sampler
 
-    if not model.is_file():
-        raise ValueError(f"model file {str(model)!r} does not exist")
     path = write_sampler(model, out)
     typer.echo(json.dumps({"sampler": str(path), "bytes": path.stat().st_size}))
 

@@ -96,9 +96,8 @@ def write_sampler(artifact: str | Path, out: str | Path) -> Path:
     from cvae_sdk.generator import Generator
     from cvae_sdk.sampling import prior_noise, request_key, row_temperatures
 
-    model = build_sampler(artifact)
-    data = model.SerializeToString()
-    gen = Generator.from_pretrained(artifact, providers=["CPUExecutionProvider"])
+    gen = Generator.from_pretrained(artifact, providers=["CPUExecutionProvider"])  # a readable artifact, or why not
+    data = build_sampler(artifact).SerializeToString()
     config = gen.config
     labels = np.arange(2 * config.num_classes, dtype=np.int64) % config.num_classes
     want = gen.generate(labels, 1, rng=0)

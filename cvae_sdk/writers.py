@@ -14,7 +14,7 @@ from cvae_sdk.atomic import atomic_path
 from cvae_sdk.checks import even_split, positive_int
 from cvae_sdk.generator import Generator, HostOutput
 from cvae_sdk.images import make_image_grid, write_png
-from cvae_sdk.labels import LabelInput, parse_labels, request_labels
+from cvae_sdk.labels import LabelInput, request_labels
 from cvae_sdk.progress import progress_bar
 
 MAX_PNG_PER_LABEL = 64
@@ -72,7 +72,7 @@ def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
                          "write .npy for more")
     positive_int(columns, "columns")
     result = gen.generate(labels, n, rng=seed, temperature=temperature, output_type="uint8")
-    names = [gen.config.class_names[i] for i in parse_labels(labels, gen.config.class_names)]
+    names = [gen.config.class_names[i] for i in result.labels[::n]]  # one per requested label, in order
     rows_each = -(-n // columns)  # every label starts a new row; its last row is padded with blanks
     cells = np.zeros((len(names), rows_each * columns, *gen.config.sample_shape), dtype=np.uint8)
     cells[:, :n] = result.samples.reshape(len(names), n, *gen.config.sample_shape)

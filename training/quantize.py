@@ -26,6 +26,8 @@ from cvae_sdk.artifact import INPUT_Y, INPUT_Z, read_metadata, write_metadata
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.generator import Generator
+from cvae_sdk.labels import request_labels
+from cvae_sdk.sampling import prior_latents, request_key
 
 from .export import ExportCheckError
 
@@ -69,12 +71,14 @@ def _int8(fp32: Path) -> Any:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    gen = Generator.from_pretrained(fp32, providers=["CPUExecutionProvider"])
-    eye = np.eye(gen.config.num_classes, dtype=np.float32)
+    config = Generator.from_pretrained(fp32, providers=["CPUExecutionProvider"]).config
+    eye = np.eye(config.num_classes, dtype=np.float32)
+    ids = request_labels(list(range(config.num_classes)), CALIBRATION_PER_LABEL, config.class_names)
+    temperature = config.sampling_temperature(None)
     feeds = []
-    for batch in range(CALIBRATION_BATCHES):  # what the decoder will see: z from the shipped prior
-        drawn = gen.generate(list(range(gen.config.num_classes)), CALIBRATION_PER_LABEL, rng=10_000 + batch)
-        feeds.append({INPUT_Z: drawn.latents, INPUT_Y: eye[drawn.labels]})
+    for batch in range(CALIBRATION_BATCHES):  # what the decoder will see: z from the shipped prior (no decoding)
+        z = prior_latents(config.prior, ids, request_key(10_000 + batch), 0, temperature)
+        feeds.append({INPUT_Z: z, INPUT_Y: eye[ids]})
 
     class PriorSamples(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
