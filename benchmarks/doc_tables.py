@@ -74,6 +74,20 @@ def own_data_table() -> str:
     return "\n".join(lines)
 
 
+def own_variants_table() -> str:
+    """Flags tried against the defaults on the own-data sets: results/own_data_variants.jsonl."""
+    lines = ["| set | training flags | epochs run (best) | fidelity | worst class | FD / floor | diversity "
+             "| temperatures |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in jsonl("own_data_variants.jsonl"):
+        t = OWN_TARGETS["mnist" if r["set"] == "mnist" else "other"]
+        temps = r["class_temperatures"] or {}
+        spread = f"{min(temps.values()):.2f}-{max(temps.values()):.2f}" if temps else "-"
+        scores = " | ".join(mark(key, r[key], t) for key in t)
+        lines.append(f"| {r['set']} | `{r['train_flags']}` | {r['epochs_run']} ({r['best_epoch']}) | {scores} "
+                     f"| {spread} |")
+    return "\n".join(lines)
+
+
 def decoder_table() -> str:
     """Quality (glyphs, T = 0.9) beside sampling cost, per decoder: results/decoder_choice.jsonl and the bench runs."""
     lines = ["| decoder | MFLOP/sample | samples/s, batch 4096 | fidelity | worst class | FD / floor | diversity |",
@@ -190,7 +204,8 @@ def batch1_table() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "batch1": batch1_table,
     "card": card_table, "card-digits": card_digits_table,
-    "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table, "decoder": decoder_table,
+    "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
+    "own-variants": own_variants_table, "decoder": decoder_table,
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table,
 }

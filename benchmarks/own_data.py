@@ -8,9 +8,13 @@ timing both, then scores the artifact at its own (calibrated) temperatures with 
 evaluation classifier: one trained by ``cvae-sdk classifier`` with another seed (or the shipped one
 for MNIST-based sets), never the run's own. Sets are built on the machine by
 ``benchmarks/harder_sets.py``; nothing is committed as data. Rows append to
-``benchmarks/results/own_data.jsonl``; ``python benchmarks/quality_table.py`` renders them.
+``benchmarks/results/own_data.jsonl``; ``python benchmarks/doc_tables.py own-data`` renders them.
+
+``--train-flag`` adds a flag to ``train`` (repeat it; write ``--train-flag=--beta``): such a run is
+a variant, not the defaults, and its row goes to ``results/own_data_variants.jsonl`` with its flags.
 
     python benchmarks/own_data.py glyphs mnist-3k --work /tmp/own-data
+    python benchmarks/own_data.py mnist-3k --train-flag=--beta --train-flag=1.0
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harder_sets  # noqa: E402  (the set builders beside this script)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
+VARIANTS = RESULTS.with_name("own_data_variants.jsonl")
 SETS = ("glyphs", "mnist-3k", "mnist")
 CLASSIFIER_SEED = "1"  # the run's own classifier uses the training seed (0): this one differs
 
@@ -56,12 +61,13 @@ def build(name: str, work: Path, mnist: str) -> tuple[str, str | None]:
     return str(path), str(classifier)
 
 
-def run(name: str, work: Path, mnist: str) -> dict[str, object]:
+def run(name: str, work: Path, mnist: str, flags: list[str]) -> dict[str, object]:
     data, classifier = build(name, work, mnist)
-    run_dir, model = work / f"{name}-run", work / f"{name}.onnx"
-    _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet")
+    tag = name + "".join(f"_{f.strip('-')}" for f in flags)
+    run_dir, model = work / f"{tag}-run", work / f"{tag}.onnx"
+    _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet", *flags)
     exported, export_s = cli("export", str(run_dir), "--out", str(model))
-    report_path = work / f"{name}-eval.json"
+    report_path = work / f"{tag}-eval.json"
     cli("evaluate", str(model), "--data", data, "--json", str(report_path), "--quiet",
         *(["--classifier", classifier] if classifier else []))
     report = json.loads(report_path.read_text())
@@ -69,7 +75,8 @@ def run(name: str, work: Path, mnist: str) -> dict[str, object]:
     best = max(history, key=lambda r: r["val_elbo"])
     from cvae_sdk.data import load_dataset
 
-    return {"set": name, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
+    variant = {"train_flags": " ".join(flags)} if flags else {}
+    return {"set": name, **variant, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
             "export_seconds": round(export_s, 1), "epochs_run": len(history), "best_epoch": best["epoch"],
             "val_elbo": best["val_elbo"], "class_temperatures": json.loads(exported).get("class_temperatures"),
             "independent_classifier": classifier or "shipped mnist-classifier.onnx",
@@ -81,13 +88,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sets", nargs="*", default=list(SETS), choices=SETS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cvae-own-data"))
+    parser.add_argument("--train-flag", action="append", default=[], dest="flags",
+                        help="a flag for `cvae-sdk train` (repeatable): the row is a variant, not the defaults")
     parser.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for name in args.sets:
-        row = run(name, args.work, args.mnist)
-        with RESULTS.open("a") as handle:
+        row = run(name, args.work, args.mnist, args.flags)
+        with (VARIANTS if args.flags else RESULTS).open("a") as handle:
             handle.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 

@@ -32,9 +32,10 @@ CAPABILITIES = {
     "bench_engine": "the bench's PyTorch reference engines",
 }
 ARCHS = ("dense", "conv", "mlp")
-# Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
+# Training length when --epochs is not given: about this many examples seen, within the epoch bounds
+# (large sets still get MIN_EPOCHS passes: MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40),
 # and cut short by early stopping once the validation ELBO stops improving (small data overfits).
-SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 600_000, 20, 200
+SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 600_000, 40, 200
 
 
 class TrainingDiverged(RuntimeError):

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/results/README.md"]
 # Where each rendered table lives; regenerate with: python benchmarks/doc_tables.py NAME
 TABLE_HOMES = {
-    "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
+    "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md",
+    "own-variants": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",

@@ -175,3 +175,14 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
     result = export_generator(tmp_path / "run", tmp_path / "m.onnx")
     assert result.config.sample_shape == shape and result.config.num_classes == classes
     assert result.config.class_temperatures is not None and len(result.config.class_temperatures) == classes
+
+
+def test_training_length_follows_the_data() -> None:
+    """About SAMPLE_BUDGET examples seen, at least MIN_EPOCHS and at most MAX_EPOCHS; --epochs wins."""
+    from cvae_sdk.backends import MAX_EPOCHS, MIN_EPOCHS, SAMPLE_BUDGET, TrainConfig
+
+    config = TrainConfig(data="unused", out="unused")
+    assert config.planned_epochs(9_000) == round(SAMPLE_BUDGET / 9_000)  # a 10,000-image set: 67 epochs
+    assert config.planned_epochs(21_911) == MIN_EPOCHS == 40              # MNIST's train split
+    assert config.planned_epochs(2_700) == MAX_EPOCHS                     # small data stops early instead
+    assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911) == 3
