@@ -35,7 +35,7 @@ try:
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
 except ImportError as err:  # pragma: no cover - the [serve] extra is missing
     raise ImportError("cvae-sdk serve needs the serve extra: pip install 'cvae-sdk[serve]'") from err
 
@@ -147,8 +147,9 @@ class _Rejected(Exception):
 
 
 def create_app(model: str | Path | None = None, settings: ServeSettings | None = None, *,
-               threads: int | None = None, providers: Any = "auto") -> FastAPI:
-    """The ASGI app; the model loads in the background once the app starts (``/readyz`` says when)."""
+               threads: int | None = None, providers: Any = "auto") -> _Front:
+    """The ASGI app (FastAPI behind a plain front layer); the model loads in the background once the
+    app starts (``/readyz`` says when)."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
@@ -173,7 +174,6 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     app = FastAPI(title="cvae-sdk", version="1", lifespan=lifespan,
                   description="Label-conditioned sampling from a cvae-sdk artifact.")
-    app.add_middleware(_Observe, metrics=metrics, max_body=settings.max_body_bytes)
 
     def generator() -> Generator:
         if state["error"] is not None:
@@ -190,8 +190,9 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
                             {"Retry-After": "1"})
         state["in_flight"] += 1
         try:
-            return await asyncio.wait_for(work(), settings.timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(settings.timeout_s):  # a timed-out request leaves its batch alone
+                return await work()
+        except TimeoutError:
             raise _Rejected(504, f"the request took longer than {settings.timeout_s:g} s") from None
         finally:
             state["in_flight"] -= 1
@@ -202,8 +203,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors())
-        return _error(422, problems)
+        return _error(422, _problems(err.errors(), skip=1))  # FastAPI's locations start with "body"
 
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
@@ -237,15 +237,16 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
                 "providers": gen.providers, "weights_sha256": c.weights_sha256, "format_version": c.format_version,
                 "max_samples_per_request": settings.max_samples_per_request}
 
-    @app.post("/v1/generate")
-    async def generate(body: GenerateRequest) -> Response:
-        """Samples for labels: .npy (float32 or uint8), a PNG grid, or JSON with base64 PNGs."""
+    async def answer_generate(body: GenerateRequest) -> Response:
         gen = generator()
         _check_size(len(body.labels) * max(1, body.num_samples_per_label), settings)
 
         async def work() -> Response:
             n, kind = len(body.labels) * body.num_samples_per_label, _output_type(body.output, body.dtype)
-            if state["in_flight"] == 1 and n <= INLINE_SAMPLES and settings.max_delay_ms == 0:
+            inline = n <= INLINE_SAMPLES and settings.max_delay_ms == 0
+            if inline:  # one turn of the loop first, so requests that arrived with this one count in in_flight
+                await asyncio.sleep(0)
+            if inline and state["in_flight"] == 1:
                 # alone in the server, and the batcher would not wait for company (delay 0): decode here,
                 # without two thread hand-offs (the same samples: the batcher reproduces generate)
                 out = gen.generate(body.labels, body.num_samples_per_label, rng=body.seed,
@@ -254,11 +255,16 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             else:
                 future = state["batcher"].submit(body.labels, body.num_samples_per_label, rng=body.seed,
                                                  temperature=body.temperature, output_type=kind)
-                out = await asyncio.shield(asyncio.wrap_future(future))  # a timeout leaves the batch alone
+                out = await asyncio.wrap_future(future)
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.num_samples_per_label)
 
         return await admitted(work)
+
+    @app.post("/v1/generate")
+    async def generate(body: GenerateRequest) -> Response:
+        """Samples for labels: .npy (float32 or uint8), a PNG grid, or JSON with base64 PNGs."""
+        return await answer_generate(body)
 
     @app.get("/v1/grid.png")
     async def grid(label: list[str] = Query(...), n: int = 8, seed: int | None = None,  # noqa: B008
@@ -274,7 +280,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
         async def work() -> Response:
             future = state["batcher"].submit(labels, n, rng=seed, temperature=temperature, output_type="uint8")
-            out = await asyncio.shield(asyncio.wrap_future(future))
+            out = await asyncio.wrap_future(future)
             metrics.served(len(out.labels))
             return _render(gen, out, "png", columns=n, scale=scale)
 
@@ -300,29 +306,41 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         """The web page: pick labels and see a grid; morph one label into another."""
         return (resources.files("cvae_sdk") / "web" / "index.html").read_text()
 
-    return app
+    # The front layer answers POST /v1/generate itself, with the same model and the same coroutine as
+    # the route above (which stays for the OpenAPI schema): FastAPI's routing, its exception and
+    # telemetry middlewares and its request parsing cost several times the work of a one-image request.
+    return _Front(app, metrics, settings.max_body_bytes,
+                  direct={("POST", "/v1/generate"): (GenerateRequest, answer_generate)})
 
 
-class _Observe:
-    """Plain ASGI middleware: refuse oversized bodies (413) and count every response for /metrics.
+Answer = Callable[[Any], Awaitable[Response]]
 
-    (Starlette's ``@app.middleware("http")`` wraps each request in extra tasks and streams; this adds
-    no work beyond reading two headers.)
+
+class _Front:
+    """Plain ASGI layer around the FastAPI app: refuse oversized bodies (413), count every response for
+    /metrics, and answer the routes in ``direct`` without FastAPI's machinery.
+
+    A direct route's JSON body is validated by its pydantic model (422 on unknown fields or wrong
+    types, as FastAPI would answer) and handed to its coroutine; library errors become 400s as in
+    the app's exception handlers. (Starlette's ``@app.middleware("http")`` wraps each request in extra
+    tasks and streams; this adds no work beyond reading the headers.)
     """
 
-    def __init__(self, app: Any, metrics: Metrics, max_body: int) -> None:
-        self.app, self.metrics, self.max_body = app, metrics, max_body
+    def __init__(self, app: Any, metrics: Metrics, max_body: int,
+                 direct: dict[tuple[str, str], tuple[type[BaseModel], Answer]]) -> None:
+        self.app, self.metrics, self.max_body, self.direct = app, metrics, max_body, direct
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # lifespan events reach the app
             await self.app(scope, receive, send)
             return
         started, status = time.perf_counter(), 500
         length = dict(scope["headers"]).get(b"content-length")
+        direct = self.direct.get((scope["method"], scope["path"]))
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            response = _error(413, f"request body over {self.max_body} bytes")
-            await response(scope, receive, send)
-            status = 413
+            status = await self._send(_error(413, f"request body over {self.max_body} bytes"), scope, receive, send)
+        elif direct is not None:
+            status = await self._send(await self._answer(*direct, receive), scope, receive, send)
         else:
             async def observed(message: dict[str, Any]) -> None:
                 nonlocal status
@@ -331,8 +349,36 @@ class _Observe:
                 await send(message)
 
             await self.app(scope, receive, observed)
-        route = scope.get("route")
-        self.metrics.observe(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
+        route = scope["path"] if direct is not None else getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.observe(route, status, time.perf_counter() - started)
+
+    async def _answer(self, model: type[BaseModel], answer: Answer, receive: Any) -> Response:
+        body = bytearray()
+        while True:  # the body, in as many messages as the client sent it
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                return _error(413, f"request body over {self.max_body} bytes")
+            if not message.get("more_body", False):
+                break
+        try:
+            return await answer(model.model_validate_json(body))
+        except ValidationError as err:  # before ValueError, which it subclasses
+            return _error(422, _problems(err.errors(), skip=0))
+        except _Rejected as err:
+            return _error(err.status, str(err), err.headers)
+        except (ValueError, TypeError) as err:
+            return _error(400, str(err))
+
+    @staticmethod
+    async def _send(response: Response, scope: dict[str, Any], receive: Any, send: Any) -> int:
+        await response(scope, receive, send)
+        return response.status_code
+
+
+def _problems(errors: Any, skip: int) -> str:
+    """One line for a 422: each problem's location (less ``skip`` leading parts) and message."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][skip:]) or 'body'}: {e['msg']}" for e in errors)
 
 
 def _output_type(output: str, dtype: str) -> Literal["np", "uint8"]:

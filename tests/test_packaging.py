@@ -62,7 +62,6 @@ DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml"}
 def test_every_third_party_import_of_the_runtime_is_declared() -> None:
     """numpy and typer as dependencies; onnxruntime, fastapi, onnx ... in the extra of the feature that needs them."""
     import ast
-
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -4,6 +4,7 @@ real HTTP requests (urllib), and a real headless Chromium for the web page."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -151,6 +152,29 @@ def test_bad_input_gets_a_json_error(server: Server, method: str, path: str, bod
 def test_a_body_over_the_limit_is_413(server: Server) -> None:
     huge = json.dumps({"labels": [0] * 40_000}).encode()
     status, _, data = request(server, "POST", "/v1/generate", raw=huge)
+    assert status == 413 and "body over" in json.loads(data)["error"]
+
+
+def _post_chunked(server: Server, path: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST with Transfer-Encoding: chunked (no Content-Length header), one HTTP chunk per item."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("POST", path, body=iter(chunks), headers={"Content-Type": "application/json"},
+                           encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_chunked_bodies_are_read_whole_and_held_to_the_limit(server: Server, gen: Generator) -> None:
+    body = json.dumps({"labels": [1, 2], "num_samples_per_label": 2, "seed": 5}).encode()
+    status, data = _post_chunked(server, "/v1/generate", [body[:7], body[7:20], body[20:]])
+    assert status == 200, data
+    np.testing.assert_array_equal(_npy(data), gen.generate([1, 2], 2, rng=5).samples)
+    huge = json.dumps({"labels": [0] * 40_000}).encode()  # no Content-Length to refuse it by
+    status, data = _post_chunked(server, "/v1/generate", [huge[i:i + 4096] for i in range(0, len(huge), 4096)])
     assert status == 413 and "body over" in json.loads(data)["error"]
 
 
