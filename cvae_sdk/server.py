@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import io
 import threading
 import time
@@ -120,7 +121,9 @@ class Metrics:
             lines += self.latency.lines("cvae_request_seconds", "Request latency in seconds.")
             lines += self.batches.lines("cvae_batch_size", "Rows per shared session run of the micro-batcher.")
             lines += ["# HELP cvae_samples_served_total Samples returned to clients.",
-                      "# TYPE cvae_samples_served_total counter", f"cvae_samples_served_total {self.samples}"]
+                      "# TYPE cvae_samples_served_total counter", f"cvae_samples_served_total {self.samples}",
+                      "# HELP cvae_gc_frozen_objects Objects moved out of the garbage collector's generations.",
+                      "# TYPE cvae_gc_frozen_objects gauge", f"cvae_gc_frozen_objects {gc.get_freeze_count()}"]
         return "\n".join(lines) + "\n"
 
 
@@ -147,9 +150,10 @@ class _Rejected(Exception):
 
 
 def create_app(model: str | Path | None = None, settings: ServeSettings | None = None, *,
-               threads: int | None = None, providers: Any = "auto") -> _Front:
+               threads: int | None = None, providers: Any = "auto",
+               on_loaded: Callable[[], None] | None = None) -> _Front:
     """The ASGI app (FastAPI behind a plain front layer); the model loads in the background once the
-    app starts (``/readyz`` says when)."""
+    app starts (``/readyz`` says when), and ``on_loaded`` runs after it loads, before it is ready."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
@@ -159,6 +163,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         try:
             gen = Generator.from_pretrained(model, providers=providers, threads=threads)
             state["batcher"] = gen.batcher(settings.max_batch, settings.max_delay_ms, on_batch=metrics.batch)
+            if on_loaded is not None:
+                on_loaded()
             state["gen"] = gen
         except Exception as err:  # reported by /readyz and every model route
             state["error"] = str(err)
@@ -424,13 +430,24 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
+
+
 def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
           threads: int | None = None, providers: Any = "auto", announce: Callable[[str], None] = print) -> None:
     """Run the server until SIGINT/SIGTERM (accepted requests finish first); announce its URL once bound."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(model, settings, threads=threads, providers=providers),
-                                           host=host, port=port, log_level="warning", timeout_graceful_shutdown=60))
+    # This process is the server's own, so it tunes its garbage collector: young collections run less
+    # often, and once the model is loaded every long-lived object (modules, app, sessions) leaves the
+    # collected generations, so full collections stop walking them (their pauses were much of the p99
+    # under load: benchmarks/serve_load.py).
+    gc.set_threshold(10_000, 50, 100)
+    app = create_app(model, settings, threads=threads, providers=providers, on_loaded=_freeze_heap)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=60))
 
     def announce_when_bound() -> None:
         while not server.started:

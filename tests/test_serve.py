@@ -185,6 +185,8 @@ def test_metrics_count_routes_batches_and_samples(server: Server) -> None:
     assert "cvae_request_seconds_bucket{le=\"+Inf\"}" in text and "cvae_batch_size_count" in text
     served = [line for line in text.splitlines() if line.startswith("cvae_samples_served_total")]
     assert served and int(served[0].split()[1]) >= 2
+    frozen = [line for line in text.splitlines() if line.startswith("cvae_gc_frozen_objects")]
+    assert frozen and int(frozen[0].split()[1]) > 10_000  # the loaded server froze its long-lived heap
 
 
 def test_64_concurrent_clients_get_their_own_samples(server: Server, gen: Generator) -> None:
