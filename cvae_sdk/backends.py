@@ -36,6 +36,10 @@ ARCHS = ("dense", "conv", "mlp")
 # (large sets still get MIN_EPOCHS passes: MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40),
 # and cut short by early stopping once the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 600_000, 40, 200
+# Gaussians per label in the aggregate-posterior prior when --aggregate-components is not given: the
+# more, the closer samples stay to where the encoder put real codes (fewer decodes from holes between
+# them); COMPONENT_BUDGET over all labels bounds the artifact's metadata (K*M full covariances).
+MIN_COMPONENTS, MAX_COMPONENTS, COMPONENT_BUDGET = 10, 64, 640
 
 
 class TrainingDiverged(RuntimeError):
@@ -65,7 +69,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     mirror: str | None = None
-    aggregate_components: int = 10
+    aggregate_components: int | None = None  # None: sized from the labels (planned_components)
     binarize: bool = False
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
 
@@ -83,7 +87,7 @@ class TrainConfig:
             (0 < self.val_fraction < 1, f"val_fraction must lie in (0, 1), got {self.val_fraction}"),
             (self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}"),
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
-            (self.aggregate_components >= 0,
+            (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
         for ok, message in checks:
@@ -95,6 +99,14 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs
         return max(MIN_EPOCHS, min(MAX_EPOCHS, round(SAMPLE_BUDGET / max(1, train_images))))
+
+    def planned_components(self, num_classes: int, smallest_class: int) -> int:
+        """--aggregate-components, or COMPONENT_BUDGET shared by the labels, within [MIN_, MAX_COMPONENTS]
+        and at most the training images of the smallest class (each component starts at one of them)."""
+        if self.aggregate_components is not None:
+            return self.aggregate_components
+        shared = max(MIN_COMPONENTS, min(MAX_COMPONENTS, COMPONENT_BUDGET // max(1, num_classes)))
+        return min(shared, smallest_class)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

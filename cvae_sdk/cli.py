@@ -98,8 +98,9 @@ def train(
     warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")
                              ] = _D.warmup_epochs,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
-    aggregate_components: Annotated[int, typer.Option(
-        help="Gaussians per label fitted to the aggregate posterior after training (0: off).")
+    aggregate_components: Annotated[int | None, typer.Option(
+        help="Gaussians per label fitted to the aggregate posterior after training (0: off; default: "
+             "640 shared by the labels, 10 to 64 each).")
     ] = _D.aggregate_components,
     seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = _D.seed,
     device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(

@@ -186,3 +186,24 @@ def test_training_length_follows_the_data() -> None:
     assert config.planned_epochs(21_911) == MIN_EPOCHS == 40              # MNIST's train split
     assert config.planned_epochs(2_700) == MAX_EPOCHS                     # small data stops early instead
     assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911) == 3
+
+
+def test_prior_components_follow_the_labels() -> None:
+    """COMPONENT_BUDGET shared by the labels within [MIN_, MAX_COMPONENTS], at most the smallest class's
+    images; --aggregate-components wins."""
+    from cvae_sdk.backends import COMPONENT_BUDGET, MAX_COMPONENTS, MIN_COMPONENTS, TrainConfig
+
+    config = TrainConfig(data="unused", out="unused")
+    assert config.planned_components(10, 2_000) == MAX_COMPONENTS == 64       # MNIST-sized sets
+    assert config.planned_components(40, 2_000) == COMPONENT_BUDGET // 40 == 16
+    assert config.planned_components(1_000, 2_000) == MIN_COMPONENTS           # the metadata stays bounded
+    assert config.planned_components(10, 12) == 12                             # a tiny class
+    assert TrainConfig(data="unused", out="unused", aggregate_components=3).planned_components(10, 2_000) == 3
+
+
+def test_more_prior_components_than_a_class_has_images_fail_before_training(tmp_path: Path,
+                                                                              tiny_npz: Path) -> None:
+    config = tiny_config(tiny_npz, tmp_path / "run", epochs=1, aggregate_components=10_000)
+    with pytest.raises(ValueError, match="aggregate-components 10000 needs .* Pass at most"):
+        train(config, progress=False)
+    assert not (tmp_path / "run").exists()  # nothing was written

@@ -121,7 +121,17 @@ def preflight(config: TrainConfig, resume: bool
     device = resolve_device(config.device)
     dataset = open_dataset(config.data, mirror=config.mirror)
     check_trainable(dataset)
+    components = config.aggregate_components
+    smallest = _smallest_class(split_validation(dataset.train, config.val_fraction, config.seed)[0].labels,
+                               dataset.num_classes)
+    if components is not None and components > smallest:
+        raise ValueError(f"--aggregate-components {components} needs as many training images in every class; "
+                         f"the smallest class has {smallest} after the validation split. Pass at most {smallest}")
     return config, state, dataset, device
+
+
+def _smallest_class(labels: np.ndarray, num_classes: int) -> int:
+    return int(np.bincount(labels, minlength=num_classes).min())
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -410,12 +420,13 @@ class _Loop:
 
     def finish(self) -> None:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
-        if self.config.aggregate_components > 0:
+        k = self.model.cfg.num_classes
+        components = self.config.planned_components(k, _smallest_class(self.data.y.cpu().numpy(), k))
+        if components > 0:
             best = load_checkpoint(self.run_dir / BEST)
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
             model.load_state_dict(best["model"])
-            fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y,
-                                      self.config.aggregate_components, self.config.seed)
+            fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y, components, self.config.seed)
             save_checkpoint({**best, "aggregate_prior": fit}, self.run_dir / BEST)
         from .plots import plot_loss_curves
 
