@@ -192,6 +192,19 @@ def card_digits_table() -> str:
     return "\n".join(lines)
 
 
+def prior_components_table() -> str:
+    """The aggregate prior refitted with M Gaussians per label on fixed trained weights, sampled at T = 1:
+    results/prior_components.jsonl."""
+    lines = ["| set | Gaussians per label | fit s | artifact MB | fidelity | worst class | FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in jsonl("prior_components.jsonl"):
+        t = OWN_TARGETS["mnist" if r["set"] == "mnist" else "other"]
+        scores = " | ".join(mark(key, r[key], t) for key in t)
+        lines.append(f"| {r['set']} | {r['components']} | {r['fit_seconds']:.1f} | {r['artifact_bytes'] / 1e6:.1f} "
+                     f"| {scores} |")
+    return "\n".join(lines)
+
+
 def batch1_table() -> str:
     """A one-image generate call, step by step: results/batch1_overhead.json."""
     data = json.loads((RESULTS / "batch1_overhead.json").read_text())
@@ -207,7 +220,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
     "own-variants": own_variants_table, "decoder": decoder_table,
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
-    "ddp": ddp_table, "serve": serve_table,
+    "ddp": ddp_table, "serve": serve_table, "prior-components": prior_components_table,
 }
 
 
