@@ -72,3 +72,23 @@ def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_class
 def test_evaluate_without_matching_classifier_is_explained(tiny_model: Path, tiny_npz: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tiny_model), "--data", str(tiny_npz)])
     assert result.exit_code == 2 and "cvae-sdk classifier" in result.output
+
+
+def test_classifier_training_is_seeded_and_leaves_the_global_rng_alone(tiny_npz: Path) -> None:
+    """Dropout masks come from the seed, not from torch's global RNG (which is left as it was): the same
+    seed gives the same classifier, so export calibrates the same temperatures."""
+    import torch
+
+    from cvae_sdk.data import load_dataset
+    from cvae_sdk_training.classifier import ClassifierConfig, fit_classifier
+
+    train = load_dataset(tiny_npz).train
+    cfg = ClassifierConfig(train.image_shape, 3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = fit_classifier(cfg, train, epochs=2, seed=0, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(456)
+    second = fit_classifier(cfg, train, epochs=2, seed=0, progress=False)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

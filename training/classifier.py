@@ -100,10 +100,19 @@ def train_run_classifier(train_split: LabeledImages, val_split: LabeledImages, c
 
 def fit_classifier(cfg: ClassifierConfig, train_split: LabeledImages, *, epochs: int, batch_size: int = 128,
                    lr: float = 1e-3, seed: int = 0, progress: bool = True) -> Classifier:
-    """Seeded Adam with cosine decay and small random shifts; returns the model in eval mode."""
+    """Seeded Adam with cosine decay and small random shifts; returns the model in eval mode.
+
+    Initialisation and dropout draw from torch's RNG seeded with ``seed`` inside ``fork_rng``: the same
+    seed gives the same weights, and the caller's global RNG state is left as it was.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Classifier(cfg)
+        return _fit(model, train_split, epochs, batch_size, lr, seed, progress)
+
+
+def _fit(model: Classifier, train_split: LabeledImages, epochs: int, batch_size: int, lr: float, seed: int,
+         progress: bool) -> Classifier:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
