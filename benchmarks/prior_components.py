@@ -3,10 +3,14 @@
 The prior is fitted after training, so the trained weights do not depend on it. For each M this
 refits the mixture of a trained run (``cvae-sdk train``) on its own train split, puts it into a copy
 of the run's exported artifact (``cvae-sdk export``) and evaluates that copy at T = 1 with the
-given classifier, exactly as ``cvae-sdk evaluate --temperature 1`` would. One JSON line per M:
+given classifier, exactly as ``cvae-sdk evaluate --temperature 1`` would. One JSON line per M.
+``--bounds FILE`` also records what no prior can change, as FD / floor against the test split: the
+real training images themselves, and the decoder's reconstructions of the test images (z = the
+posterior mean):
 
     python benchmarks/prior_components.py RUN MODEL.onnx --data SET --classifier CLF.onnx \\
-        --components 10 32 64 128 --set NAME --out benchmarks/results/prior_components.jsonl
+        --components 10 32 64 128 --set NAME --out benchmarks/results/prior_components.jsonl \\
+        [--bounds benchmarks/results/frechet_bounds.jsonl]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,8 +31,8 @@ from cvae_sdk_training.splits import split_validation
 
 from cvae_sdk import Generator
 from cvae_sdk.artifact import Prior, read_metadata, write_metadata
-from cvae_sdk.data import load_dataset
-from cvae_sdk.evaluate import EvalClassifier, evaluate_generator
+from cvae_sdk.data import LabeledImages, load_dataset
+from cvae_sdk.evaluate import EvalClassifier, evaluate_generator, frechet_distance
 
 KEYS = ("label_fidelity", "worst_class_fidelity", "frechet_ratio", "diversity_ratio")
 
@@ -38,9 +43,10 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="the run's exported artifact (its decoder is reused)")
     parser.add_argument("--data", required=True)
     parser.add_argument("--classifier", type=Path, required=True)
-    parser.add_argument("--components", type=int, nargs="+", default=[10, 32, 64, 128])
+    parser.add_argument("--components", type=int, nargs="*", default=[10, 32, 64, 128])
     parser.add_argument("--set", required=True, help="the data set's name in the results")
     parser.add_argument("--out", type=Path, default=None, help="append the rows to this .jsonl")
+    parser.add_argument("--bounds", type=Path, default=None, help="append the two bounds to this .jsonl")
     args = parser.parse_args()
 
     model, state = load_model(args.run)
@@ -53,6 +59,8 @@ def main() -> None:
     artifact = onnx.load(str(args.model))
     config = read_metadata(artifact, str(args.model))
     classifier = EvalClassifier.load(args.classifier)
+    if args.bounds is not None:
+        _append(args.bounds, bounds(model, train, dataset.test, classifier, args.set))
     for m in args.components:
         started = time.perf_counter()
         fit = fit_aggregate_prior(model, x, y, m, train_config["seed"])
@@ -67,10 +75,38 @@ def main() -> None:
             report = evaluate_generator(gen, dataset.test, classifier, temperature=1.0)
         row = {"set": args.set, "components": m, "temperature": 1.0, "fit_seconds": round(fit_s, 1),
                "artifact_bytes": size, **{k: report[k] for k in KEYS}}
+        _append(args.out, [row])
+
+
+def bounds(model: Any, train: LabeledImages, test: LabeledImages, classifier: EvalClassifier,
+           name: str) -> list[dict[str, Any]]:
+    """FD / floor of the real training images, and of the test images' reconstructions, against the test split."""
+    import torch
+
+    with torch.no_grad():
+        y = torch.from_numpy(test.labels.astype(np.int64))
+        mean, _ = model.encode(torch.from_numpy(test.images), y)
+        reconstructions = model.decode(mean, y).numpy()
+    _, real = classifier.predict(test.images)
+    halves = np.random.default_rng(0).permutation(len(test)) % 2  # the floor as evaluate_generator draws it
+    classes = range(int(test.labels.max()) + 1)
+    floor = np.mean([frechet_distance(real[(test.labels == c) & (halves == 0)],
+                                      real[(test.labels == c) & (halves == 1)]) for c in classes])
+
+    def ratio(images: np.ndarray, labels: np.ndarray) -> float:
+        _, feats = classifier.predict(images)
+        return float(np.mean([frechet_distance(feats[labels == c], real[test.labels == c]) for c in classes]) / floor)
+
+    return [{"set": name, "bound": "real training images", "frechet_ratio": ratio(train.images, train.labels)},
+            {"set": name, "bound": "test reconstructions", "frechet_ratio": ratio(reconstructions, test.labels)}]
+
+
+def _append(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    for row in rows:
         print(json.dumps(row), flush=True)
-        if args.out is not None:
-            with args.out.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+    if path is not None:
+        with path.open("a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 if __name__ == "__main__":
