@@ -78,9 +78,9 @@ def test_classifier_training_is_seeded_and_leaves_the_global_rng_alone(tiny_npz:
     """Dropout masks come from the seed, not from torch's global RNG (which is left as it was): the same
     seed gives the same classifier, so export calibrates the same temperatures."""
     import torch
+    from cvae_sdk_training.classifier import ClassifierConfig, fit_classifier
 
     from cvae_sdk.data import load_dataset
-    from cvae_sdk_training.classifier import ClassifierConfig, fit_classifier
 
     train = load_dataset(tiny_npz).train
     cfg = ClassifierConfig(train.image_shape, 3)
