@@ -16,6 +16,8 @@ from conftest import tiny_config
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import TrainingDiverged, train
 
+from cvae_sdk.backends import MAX_COMPONENTS
+
 
 def _metrics(run: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -37,7 +39,7 @@ def test_checkpoint_round_trip_with_weights_only(tiny_run: Path) -> None:
     assert state["train_config"]["seed"] == 0
     best = load_checkpoint(tiny_run / "best.pt")
     assert set(best["aggregate_prior"]) == {"weights", "means", "scale_tril"}
-    assert best["aggregate_prior"]["scale_tril"].shape == (3, 10, 4, 4)
+    assert best["aggregate_prior"]["scale_tril"].shape == (3, MAX_COMPONENTS, 4, 4)  # 3 classes of 90 images
 
 
 def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -> None:
