@@ -32,7 +32,7 @@ from cvae_sdk_training.splits import split_validation
 from cvae_sdk import Generator
 from cvae_sdk.artifact import Prior, read_metadata, write_metadata
 from cvae_sdk.data import LabeledImages, load_dataset
-from cvae_sdk.evaluate import EvalClassifier, evaluate_generator, frechet_distance
+from cvae_sdk.evaluate import EvalClassifier, evaluate_generator, frechet_distance, real_halves
 
 KEYS = ("label_fidelity", "worst_class_fidelity", "frechet_ratio", "diversity_ratio")
 
@@ -60,7 +60,7 @@ def main() -> None:
     config = read_metadata(artifact, str(args.model))
     classifier = EvalClassifier.load(args.classifier)
     if args.bounds is not None:
-        _append(args.bounds, bounds(model, train, dataset.test, classifier, args.set))
+        _append(args.bounds, bounds(model, train, dataset.test, classifier, dataset.num_classes, args.set))
     for m in args.components:
         started = time.perf_counter()
         fit = fit_aggregate_prior(model, x, y, m, train_config["seed"])
@@ -79,7 +79,7 @@ def main() -> None:
 
 
 def bounds(model: Any, train: LabeledImages, test: LabeledImages, classifier: EvalClassifier,
-           name: str) -> list[dict[str, Any]]:
+           num_classes: int, name: str) -> list[dict[str, Any]]:
     """FD / floor of the real training images, and of the test images' reconstructions, against the test split."""
     import torch
 
@@ -88,8 +88,8 @@ def bounds(model: Any, train: LabeledImages, test: LabeledImages, classifier: Ev
         mean, _ = model.encode(torch.from_numpy(test.images), y)
         reconstructions = model.decode(mean, y).numpy()
     _, real = classifier.predict(test.images)
-    halves = np.random.default_rng(0).permutation(len(test)) % 2  # the floor as evaluate_generator draws it
-    classes = range(int(test.labels.max()) + 1)
+    halves = real_halves(len(test), seed=0)  # evaluate_generator's floor at its default seed
+    classes = range(num_classes)
     floor = np.mean([frechet_distance(real[(test.labels == c) & (halves == 0)],
                                       real[(test.labels == c) & (halves == 1)]) for c in classes])
 

@@ -119,6 +119,12 @@ def mean_pairwise_distance(images: np.ndarray, rng: np.random.Generator) -> floa
     return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
 
 
+def real_halves(n: int, seed: int) -> np.ndarray:
+    """(n,) 0/1: the seeded split of the real test images whose two halves define the FD floor."""
+    halves: np.ndarray = np.random.default_rng(seed).permutation(n) % 2
+    return halves
+
+
 def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClassifier, *,
                        samples_per_label: int = 1000, seed: int = 0,
                        temperature: float | None = None) -> dict[str, Any]:
@@ -129,7 +135,7 @@ def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClas
     real_pred, real_feats = classifier.predict(test.images)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (out.labels, pred), 1)
-    halves = np.random.default_rng(seed).permutation(len(test)) % 2
+    halves = real_halves(len(test), seed)
     rng = np.random.default_rng(seed)
     per_class: list[dict[str, Any]] = []
     for c in range(k):
