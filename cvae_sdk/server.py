@@ -203,18 +203,15 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         finally:
             state["in_flight"] -= 1
 
-    @app.exception_handler(_Rejected)
-    async def rejected(request: Request, err: _Rejected) -> Response:
-        return _error(err.status, str(err), err.headers)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         return _error(422, _problems(err.errors(), skip=1))  # FastAPI's locations start with "body"
 
+    @app.exception_handler(_Rejected)
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
-    async def library_error(request: Request, err: Exception) -> Response:
-        return _error(400, str(err))
+    async def refused(request: Request, err: Exception) -> Response:
+        return _refusal(err)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -371,15 +368,20 @@ class _Front:
             return await answer(model.model_validate_json(body))
         except ValidationError as err:  # before ValueError, which it subclasses
             return _error(422, _problems(err.errors(), skip=0))
-        except _Rejected as err:
-            return _error(err.status, str(err), err.headers)
-        except (ValueError, TypeError) as err:
-            return _error(400, str(err))
+        except (_Rejected, ValueError, TypeError) as err:
+            return _refusal(err)
 
     @staticmethod
     async def _send(response: Response, scope: dict[str, Any], receive: Any, send: Any) -> int:
         await response(scope, receive, send)
         return response.status_code
+
+
+def _refusal(err: Exception) -> JSONResponse:
+    """The answer to a refused request: a _Rejected's own status, else 400 for a library error."""
+    if isinstance(err, _Rejected):
+        return _error(err.status, str(err), err.headers)
+    return _error(400, str(err))
 
 
 def _problems(errors: Any, skip: int) -> str:
