@@ -32,6 +32,7 @@ CAPABILITIES = {
     "bench_engine": "the bench's PyTorch reference engines",
 }
 ARCHS = ("dense", "conv", "mlp")
+UPSAMPLES = ("subpixel", "transpose")
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds
 # (large sets still get MIN_EPOCHS passes: MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40),
 # and cut short by early stopping once the validation ELBO stops improving (small data overfits).
@@ -56,6 +57,7 @@ class TrainConfig:
     latent_dim: int = 16
     hidden: int = 512
     conv_channels: int = 32
+    upsample: str = "subpixel"  # the conv decoder's upsampling: "subpixel" or "transpose"
     prior: str = "learned"
     likelihood: str = "bernoulli"
     epochs: int | None = None  # None: sized from the data (SAMPLE_BUDGET), with early stopping
@@ -87,6 +89,7 @@ class TrainConfig:
             (0 < self.val_fraction < 1, f"val_fraction must lie in (0, 1), got {self.val_fraction}"),
             (self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}"),
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
+            (self.upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}"),
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
@@ -113,7 +116,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(**data)
+        """Runs saved before ``upsample`` existed had transposed convolutions."""
+        return cls(**{"upsample": "transpose", **data})
 
 
 @dataclass(frozen=True)

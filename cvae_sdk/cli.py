@@ -71,18 +71,21 @@ def train(
     data: Annotated[str, typer.Option(help="IDX folder, .npz file, or 'mnist' to download it.")],
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints, metrics and plots.")],
     arch: Annotated[Literal["dense", "conv", "mlp"], typer.Option(
-        help="dense: conv encoder and a Gemm-only decoder (fast to sample); conv: transposed-conv decoder; "
+        help="dense: conv encoder and a Gemm-only decoder; conv: conv encoder and decoder; "
              "mlp: MLP encoder and decoder.")] = _D.arch,  # type: ignore[assignment]
     latent_dim: Annotated[int, typer.Option(help="Size of z.")] = _D.latent_dim,
     hidden: Annotated[int, typer.Option(help="Width of the hidden layers.")] = _D.hidden,
     conv_channels: Annotated[int, typer.Option(help="Base channel count of the conv layers.")] = _D.conv_channels,
+    upsample: Annotated[Literal["subpixel", "transpose"], typer.Option(
+        help="How the conv decoder doubles resolution: subpixel (3x3 conv + pixel shuffle) or transpose "
+             "(4x4 transposed conv).")] = _D.upsample,  # type: ignore[assignment]
     prior: Annotated[Literal["learned", "standard"], typer.Option(
         help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
     likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(
         help="p(x|z,y).")] = _D.likelihood,  # type: ignore[assignment]
     epochs: Annotated[int | None, typer.Option(
-        help="Epochs to train (in total, when resuming). Default: sized from the data (about 1M examples "
-             "seen, 20-200 epochs), stopped early by --patience.")] = _D.epochs,
+        help="Epochs to train (in total, when resuming). Default: sized from the data (about 600,000 examples "
+             "seen, 40-200 epochs), stopped early by --patience.")] = _D.epochs,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
                                                "ELBO; the best checkpoint is kept (0: never).")] = _D.patience,
     batch_size: Annotated[int, typer.Option(help="Minibatch size (global: split across --nproc processes).")
@@ -116,9 +119,9 @@ def train(
     from cvae_sdk.backends import get_backend
 
     config = TrainConfig(data=data, out=str(out), arch=arch, latent_dim=latent_dim, hidden=hidden,
-                         conv_channels=conv_channels, prior=prior, likelihood=likelihood, epochs=epochs,
-                         patience=patience, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                         warmup_epochs=warmup_epochs,
+                         conv_channels=conv_channels, upsample=upsample, prior=prior, likelihood=likelihood,
+                         epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                         beta=beta, warmup_epochs=warmup_epochs,
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
                          aggregate_components=aggregate_components, binarize=binarize,
                          classifier=classifier)

@@ -7,11 +7,11 @@ import torch
 from cvae_sdk_training.model import CVAE, ModelConfig, gaussian_kl
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize(("arch", "upsample"), [("mlp", "subpixel"), ("conv", "subpixel"), ("conv", "transpose")])
 @pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 10), ((3, 18, 22), 5), ((1, 9, 13), 2)])
-def test_shapes_follow_data(arch: str, shape: tuple[int, int, int], classes: int) -> None:
+def test_shapes_follow_data(arch: str, upsample: str, shape: tuple[int, int, int], classes: int) -> None:
     cfg = ModelConfig(image_shape=shape, num_classes=classes, latent_dim=6, arch=arch,  # type: ignore[arg-type]
-                      hidden=32, conv_channels=4)
+                      hidden=32, conv_channels=4, upsample=upsample)  # type: ignore[arg-type]
     model = CVAE(cfg)
     x = torch.rand(5, *shape)
     y = torch.arange(5) % classes
@@ -23,6 +23,20 @@ def test_shapes_follow_data(arch: str, shape: tuple[int, int, int], classes: int
     terms = model(x, y, torch.randn(5, 6))
     assert terms.loss.ndim == 0 and torch.isfinite(terms.loss)
     assert terms.kl_per_dim.shape == (6,)
+
+
+def test_configs_saved_before_upsample_existed_build_transposed_convs() -> None:
+    """The shipped model and older runs saved no ``upsample``: they load as the decoder they trained."""
+    from cvae_sdk.backends import TrainConfig
+
+    saved = ModelConfig(image_shape=(1, 8, 8), num_classes=2, hidden=8, latent_dim=2).to_dict()
+    del saved["upsample"]
+    model = CVAE(ModelConfig.from_dict(saved))
+    assert [type(m).__name__ for m in model.decoder.deconvs] == ["ConvTranspose2d", "ReLU", "ConvTranspose2d"]
+    assert TrainConfig.from_dict({"data": "d", "out": "o"}).upsample == "transpose"
+    assert TrainConfig(data="d", out="o").upsample == ModelConfig((1, 8, 8), 2).upsample == "subpixel"
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        TrainConfig(data="d", out="o", upsample="bilinear")
 
 
 def test_kl_is_zero_for_equal_gaussians_and_positive_otherwise() -> None:

@@ -74,17 +74,22 @@ def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, t
         assert sorted(p.name for p in tmp_path.iterdir()) == ["moved"]
 
 
-def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("upsample", "int8", "kept_float"), [("subpixel", ("Gemm", "Conv"), ()),
+                                                              ("transpose", ("Gemm",), ("ConvTranspose",))])
+def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path, upsample: str,
+                                               int8: tuple[str, ...], kept_float: tuple[str, ...]) -> None:
     # onnxruntime has no int8 ConvTranspose on CPU: Q/DQ around it would only dequantise its
-    # weight on every run, so the conv decoder's ConvTransposes stay float and its Gemms go int8
+    # weight on every run, so a transposed-conv decoder's ConvTransposes stay float; Gemm and Conv go int8
     from cvae_sdk_training.export import export_generator
     from cvae_sdk_training.trainer import train
 
-    train(tiny_config(tiny_npz, tmp_path / "run", arch="conv", epochs=1), progress=False)
+    train(tiny_config(tiny_npz, tmp_path / "run", arch="conv", upsample=upsample, epochs=1), progress=False)
     export_generator(tmp_path / "run", tmp_path / "conv.onnx")
     graph = quantize_module._int8(tmp_path / "conv.onnx").graph
     made_by = {out: node.op_type for node in graph.node for out in node.output}
     fed = {op: [made_by.get(name) for node in graph.node if node.op_type == op for name in node.input[:2]]
-           for op in ("Gemm", "ConvTranspose")}
-    assert fed["Gemm"] and set(fed["Gemm"]) == {"DequantizeLinear"}
-    assert fed["ConvTranspose"] and "DequantizeLinear" not in fed["ConvTranspose"]
+           for op in int8 + kept_float}
+    for op in int8:
+        assert fed[op] and set(fed[op]) == {"DequantizeLinear"}, op
+    for op in kept_float:
+        assert fed[op] and "DequantizeLinear" not in fed[op], op

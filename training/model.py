@@ -17,6 +17,8 @@ from torch import nn
 
 Arch = Literal["dense", "conv", "mlp"]
 ARCHS: tuple[str, ...] = ("dense", "conv", "mlp")
+Upsample = Literal["subpixel", "transpose"]
+UPSAMPLES: tuple[str, ...] = ("subpixel", "transpose")
 PriorKind = Literal["learned", "standard"]
 Likelihood = Literal["bernoulli", "gaussian"]
 
@@ -31,6 +33,7 @@ class ModelConfig:
     arch: Arch = "conv"
     hidden: int = 512
     conv_channels: int = 32
+    upsample: Upsample = "subpixel"  # how the conv decoder doubles its resolution (ConvDecoder)
     prior: PriorKind = "learned"
     likelihood: Likelihood = "bernoulli"
 
@@ -38,6 +41,8 @@ class ModelConfig:
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}")
         if self.prior not in ("learned", "standard"):
             raise ValueError(f"prior must be 'learned' or 'standard', got {self.prior!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
@@ -55,7 +60,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        return cls(**data)
+        """Configs saved before ``upsample`` existed had transposed convolutions."""
+        return cls(**{"upsample": "transpose", **data})
 
 
 # --- encoders q(z | x, y) ------------------------------------------------------------------------
@@ -151,7 +157,14 @@ class MlpDecoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Linear to a (2ch, ceil(H/4), ceil(W/4)) map, two stride-2 transposed convs, crop to (H, W)."""
+    """Linear to a (2ch, ceil(H/4), ceil(W/4)) map, doubled twice in resolution, cropped to (H, W).
+
+    ``upsample="subpixel"`` (the default) doubles with a 3x3 convolution to four times the channels
+    and a pixel shuffle (Shi et al., 2016; ONNX Conv + DepthToSpace): each output pixel sees a 3x3
+    window of the coarser map, and onnxruntime runs Conv in its blocked layout near the CPU's GEMM
+    rate. ``"transpose"`` uses 4x4 stride-2 transposed convolutions (each output pixel sees 2x2),
+    which onnxruntime runs at about half that rate; older runs and artifacts have it.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -164,10 +177,16 @@ class ConvDecoder(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU(),
         )
-        self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(ch, c, 4, stride=2, padding=1),
-        )
+        if cfg.upsample == "subpixel":
+            self.deconvs = nn.Sequential(
+                nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+                nn.Conv2d(ch, 4 * c, 3, padding=1), nn.PixelShuffle(2),
+            )
+        else:
+            self.deconvs = nn.Sequential(
+                nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.ReLU(),
+                nn.ConvTranspose2d(ch, c, 4, stride=2, padding=1),
+            )
 
     def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
         h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)

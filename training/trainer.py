@@ -101,6 +101,7 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
     model_cfg = ModelConfig(image_shape=image_shape, num_classes=num_classes,
                             latent_dim=config.latent_dim, arch=config.arch,  # type: ignore[arg-type]
                             hidden=config.hidden, conv_channels=config.conv_channels,
+                            upsample=config.upsample,  # type: ignore[arg-type]
                             prior=config.prior, likelihood=config.likelihood)  # type: ignore[arg-type]
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
