@@ -27,7 +27,7 @@ from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.sampling import prior_latents, request_key
 
 TEMPERATURES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
-FIDELITY_TARGET = 0.98
+FIDELITY_TARGET = 0.99  # the shipped model's fidelity target; a lower cap left MNIST digits at 0.98
 MARGIN = 0.3  # the share of the classifier's real-image error the samples must avoid
 SAMPLES_PER_CLASS = 1000
 CALIBRATION_STREAM = 0xCA1B  # with the run's seed, names calibration's own noise (calibration_key)
