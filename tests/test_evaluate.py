@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cvae_sdk.artifact import read_metadata
 from cvae_sdk.cli import app
 from cvae_sdk.evaluate import frechet_distance, mean_pairwise_distance
 
@@ -52,7 +54,8 @@ def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, ti
     assert title_cols.min() < middle < title_cols.max()                   # one title over each half
 
 
-def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_classifier: Path, tmp_path: Path) -> None:
+def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_model: Path, tiny_npz: Path, tiny_classifier: Path,
+                                      tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(tiny_npz), "--classifier",
                                       str(tiny_classifier), "--samples-per-label", "20", "--k", "50",
                                       "--likelihood-images", "30", "--quiet", "--json", str(tmp_path / "r.json")])
@@ -67,6 +70,10 @@ def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_npz: Path, tiny_class
         # the importance-sampled bound is tighter than the ELBO: -log p(x|y) <= -ELBO
         assert lik[prior]["nll"] <= -lik[prior]["elbo"] + 1e-6
         assert lik[prior]["k"] == 50 and lik[prior]["images"] == 30
+    # the run is sampled as `cvae-sdk export` writes it: at the temperatures its calibration chose
+    exported = read_metadata(onnx.load(str(tiny_model)), str(tiny_model))
+    assert exported.class_temperatures is not None
+    assert report["temperature"] == dict(zip(exported.class_names, exported.class_temperatures, strict=True))
 
 
 def test_evaluate_without_matching_classifier_is_explained(tiny_model: Path, tiny_npz: Path) -> None:

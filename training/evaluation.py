@@ -15,8 +15,10 @@ from .likelihood import estimate_nll
 
 
 def export_for_evaluation(source: Path, folder: Path, temperature: float | None) -> Path:
+    """The artifact ``cvae-sdk export`` would write (with ``temperature=None``, its calibrated temperatures),
+    so a run scores as its exported model does."""
     out = folder / "evaluated.onnx"
-    export_generator(source, out, temperature=1.0 if temperature is None else temperature)
+    export_generator(source, out, temperature=temperature)
     return out
 
 
