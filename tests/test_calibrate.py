@@ -23,7 +23,7 @@ def test_each_class_gets_its_largest_passing_temperature(tiny_run: Path, tiny_cl
     model, state = load_model(tiny_run)
     prior = choose_prior(model, state, "auto")
     classifier = EvalClassifier.load(tiny_classifier)
-    calibration = calibrate_temperatures(torch_decoder(GenerativePath(model).eval()), prior, classifier, seed=0)
+    calibration = calibrate_temperatures(torch_decoder(GenerativePath(model.decoder).eval()), prior, classifier, seed=0)
     targets = class_targets(classifier, model.cfg.num_classes)
     assert sorted(calibration.grid) == sorted(TEMPERATURES)
     for c, chosen in enumerate(calibration.temperatures):

@@ -46,9 +46,13 @@ def test_parity_at_dynamic_batch_sizes(tiny_run: Path, tiny_model: Path, n: int)
     y = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
     got = session.run(["samples"], {"z": z, "y": y})[0]
     with torch.inference_mode():
-        want = GenerativePath(model)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
+        want = GenerativePath(model.decoder)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
     assert got.shape == (n, 1, 12, 12)
     assert np.abs(got - want).max() <= 1e-5
+    # the sub-pixel decoder is written folded: two Convs and one DepthToSpace, none between them
+    ops = [node.op_type for node in onnx.load(str(tiny_model)).graph.node]
+    assert ops.count("Conv") == 2 and ops.count("DepthToSpace") == 1
+    assert ops.index("DepthToSpace") > max(i for i, op in enumerate(ops) if op == "Conv")
     assert 0.0 <= got.min() and got.max() <= 1.0
 
 

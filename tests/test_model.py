@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cvae_sdk_training.model import CVAE, ModelConfig, gaussian_kl
+from cvae_sdk_training.model import CVAE, FoldedSubpixelDecoder, ModelConfig, gaussian_kl
 
 
 @pytest.mark.parametrize(("arch", "upsample"), [("mlp", "subpixel"), ("conv", "subpixel"), ("conv", "transpose")])
@@ -23,6 +23,25 @@ def test_shapes_follow_data(arch: str, upsample: str, shape: tuple[int, int, int
     terms = model(x, y, torch.randn(5, 6))
     assert terms.loss.ndim == 0 and torch.isfinite(terms.loss)
     assert terms.kl_per_dim.shape == (6,)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 18, 22), (1, 9, 13)])
+def test_folded_subpixel_decoder_is_the_trained_function(shape: tuple[int, int, int]) -> None:
+    """Export writes the sub-pixel decoder with its first shuffle folded into the second conv: same outputs."""
+    cfg = ModelConfig(image_shape=shape, num_classes=4, latent_dim=5, hidden=24, conv_channels=3)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        decoder = CVAE(cfg).decoder.eval()
+        for p in decoder.parameters():  # biases too: nn.Conv2d starts them near zero
+            p.data.normal_(0, 0.5)
+    folded = FoldedSubpixelDecoder.fold(decoder, cfg).eval()
+    z, y = torch.randn(9, 5, generator=torch.Generator().manual_seed(1)), torch.eye(4)[torch.arange(9) % 4]
+    with torch.inference_mode():
+        want, got = decoder(z, y), folded(z, y)
+    assert got.shape == want.shape == (9, *shape)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="only a sub-pixel decoder folds"):
+        FoldedSubpixelDecoder.fold(decoder, ModelConfig(image_shape=shape, num_classes=4, upsample="transpose"))
 
 
 def test_configs_saved_before_upsample_existed_build_transposed_convs() -> None:

@@ -15,7 +15,7 @@ from onnx import numpy_helper
 from cvae_sdk.bench import Engine
 from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
 
-from .export import GenerativePath
+from .export import GenerativePath, exported_decoder
 from .model import CVAE, ModelConfig
 
 
@@ -23,7 +23,7 @@ def torch_generative_path(model: Path) -> tuple[Any, Any]:
     """The artifact's decoder rebuilt in PyTorch from its own initializers (the bench's torch engines),
     with the artifact's config."""
     config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
-    module = GenerativePath(CVAE(ModelConfig.from_dict(config.model_config)))
+    module = GenerativePath(exported_decoder(CVAE(ModelConfig.from_dict(config.model_config))))
     graph = onnx.load(str(model)).graph
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     # every decoder tensor by name; files from before the first layer's split load through the

@@ -35,7 +35,7 @@ from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
 
 from .calibrate import Calibration, calibrate_temperatures
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .model import CVAE, ModelConfig
+from .model import CVAE, FoldedSubpixelDecoder, ModelConfig
 from .onnx_export import export_module
 
 PARITY_TOLERANCE = 1e-5
@@ -56,14 +56,22 @@ class ExportResult:
 
 
 class GenerativePath(nn.Module):
-    """(z (N, D), y (N, K) class weights) -> samples (N, C, H, W) in [0, 1]."""
+    """(z (N, D), y (N, K) class weights) -> samples (N, C, H, W) in [0, 1]: a decoder and the sigmoid."""
 
-    def __init__(self, model: CVAE) -> None:
+    def __init__(self, decoder: nn.Module) -> None:
         super().__init__()
-        self.decoder = model.decoder
+        self.decoder = decoder
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z, y))
+
+
+def exported_decoder(model: CVAE) -> nn.Module:
+    """The decoder as export writes it: a sub-pixel one folded (:class:`FoldedSubpixelDecoder`, the same
+    function at about 1.3x the onnxruntime rate), any other as trained."""
+    if model.cfg.arch == "conv" and model.cfg.upsample == "subpixel":
+        return FoldedSubpixelDecoder.fold(model.decoder, model.cfg)
+    return model.decoder
 
 
 def load_model(source: Path) -> tuple[CVAE, dict[str, Any]]:
@@ -107,7 +115,8 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"--temperature must be finite and >= 0, got {temperature}")
     model, state = load_model(Path(source))
-    path_module = GenerativePath(model).eval()
+    path_module = GenerativePath(model.decoder).eval()     # as trained: calibration and the parity reference
+    written = GenerativePath(exported_decoder(model)).eval()  # what the file holds
     chosen_prior = choose_prior(model, state, prior)
     calibration = None
     if temperature is None:
@@ -124,8 +133,8 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
         class_temperatures=temps,
         train_config=state["train_config"], model_config=state["model_config"],
         metrics=metrics if metrics is not None else dict(state.get("metrics") or {}),
-        versions=_versions(), weights_sha256=weights_sha256(path_module))
-    onnx_bytes = to_onnx_bytes(path_module, config)
+        versions=_versions(), weights_sha256=weights_sha256(written))
+    onnx_bytes = to_onnx_bytes(written, config)
     max_diff = check_parity(path_module, onnx_bytes, config)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:

@@ -198,6 +198,68 @@ class ConvDecoder(nn.Module):
         super()._load_from_state_dict(state, prefix, *args)
 
 
+class FoldedSubpixelDecoder(nn.Module):
+    """The sub-pixel :class:`ConvDecoder` in the form export writes: the same function, one shuffle.
+
+    The trained decoder runs conv1 -> shuffle(2) -> ReLU -> conv2 -> shuffle(2). ReLU commutes with
+    a shuffle, and conv2's 3x3 window on the 2x finer map covers at most one coarse pixel either
+    side, so conv2 can run on the coarse map instead: 4ch -> 16 * C channels (one per output
+    channel and 4x4 sub-pixel position), its weights placed by :meth:`fold`. The graph is then
+    Conv -> ReLU -> Conv -> DepthToSpace(4): no shuffle between the convolutions (onnxruntime's
+    slowest step after them) and no layout changes between them.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        ch = cfg.conv_channels
+        self.image_shape = cfg.image_shape
+        self.base = (2 * ch, math.ceil(h / 4), math.ceil(w / 4))
+        self.input = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)
+        self.fc = nn.Sequential(nn.ReLU(), nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU())
+        self.conv1 = nn.Conv2d(2 * ch, 4 * ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(4 * ch, 16 * c, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
+        h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
+        h = self.conv2(F.relu(self.conv1(h)))                      # (B, 16C, H/4, W/4)
+        _, height, width = self.image_shape
+        return F.pixel_shuffle(h, 4)[:, :, :height, :width]        # (B, C, H, W)
+
+    @classmethod
+    def fold(cls, decoder: ConvDecoder, cfg: ModelConfig) -> FoldedSubpixelDecoder:
+        """The folded twin of a trained sub-pixel ``decoder`` (equal outputs up to float rounding)."""
+        if cfg.upsample != "subpixel":
+            raise ValueError(f"only a sub-pixel decoder folds, this one upsamples by {cfg.upsample!r}")
+        folded = cls(cfg)
+        folded.input.load_state_dict(decoder.input.state_dict())
+        folded.fc.load_state_dict(decoder.fc.state_dict())
+        first, second = decoder.deconvs[0], decoder.deconvs[3]
+        folded.conv1.load_state_dict(first.state_dict())
+        w2, b2 = second.weight.detach(), second.bias.detach()  # (4C, ch, 3, 3), (4C,)
+        c, ch = w2.shape[0] // 4, w2.shape[1]
+        weight = torch.zeros(16 * c, 4 * ch, 3, 3)
+        bias = torch.zeros(16 * c)
+        # A fine offset d in {-1, 0, 1} from fine phase a lands on coarse offset (a + d) // 2, phase (a + d) % 2.
+        for cf in range(c):
+            for a2 in range(2):              # phase of the final shuffle (rows), then columns
+                for b2_ in range(2):
+                    o = cf * 4 + a2 * 2 + b2_      # conv2's output channel
+                    for a in range(2):       # phase of the first shuffle at conv2's output pixel
+                        for b in range(2):
+                            out = cf * 16 + (2 * a + a2) * 4 + (2 * b + b2_)
+                            bias[out] = b2[o]
+                            for dy in (-1, 0, 1):
+                                for dx in (-1, 0, 1):
+                                    ci, pa = divmod(a + dy, 2)
+                                    cj, pb = divmod(b + dx, 2)
+                                    src = torch.arange(ch) * 4 + pa * 2 + pb  # conv1 channels of that phase
+                                    weight[out, src, ci + 1, cj + 1] += w2[o, :, dy + 1, dx + 1]
+        folded.conv2.weight.data.copy_(weight)
+        folded.conv2.bias.data.copy_(bias)
+        return folded
+
+
 def _rename_legacy_keys(state: dict[str, Any], prefix: str, renames: dict[str, str]) -> None:
     """Checkpoints written before the first layer became LatentLabelLinear: same tensors, new names."""
     for old, new in renames.items():
