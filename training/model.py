@@ -7,6 +7,7 @@ conditional form with a label-conditioned prior. Everything is sized from ``imag
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -227,36 +228,26 @@ class FoldedSubpixelDecoder(nn.Module):
         return F.pixel_shuffle(h, 4)[:, :, :height, :width]        # (B, C, H, W)
 
     @classmethod
-    def fold(cls, decoder: ConvDecoder, cfg: ModelConfig) -> FoldedSubpixelDecoder:
-        """The folded twin of a trained sub-pixel ``decoder`` (equal outputs up to float rounding)."""
+    def fold(cls, decoder: nn.Module, cfg: ModelConfig) -> FoldedSubpixelDecoder:
+        """The folded twin of a trained sub-pixel :class:`ConvDecoder` (equal outputs up to float rounding)."""
         if cfg.upsample != "subpixel":
             raise ValueError(f"only a sub-pixel decoder folds, this one upsamples by {cfg.upsample!r}")
-        folded = cls(cfg)
-        folded.input.load_state_dict(decoder.input.state_dict())
-        folded.fc.load_state_dict(decoder.fc.state_dict())
-        first, second = decoder.deconvs[0], decoder.deconvs[3]
-        folded.conv1.load_state_dict(first.state_dict())
-        w2, b2 = second.weight.detach(), second.bias.detach()  # (4C, ch, 3, 3), (4C,)
+        trained = {k: v.detach() for k, v in decoder.state_dict().items()}
+        w2, b2 = trained["deconvs.3.weight"], trained["deconvs.3.bias"]  # (4C, ch, 3, 3), (4C,)
         c, ch = w2.shape[0] // 4, w2.shape[1]
+        phase0 = torch.arange(ch) * 4  # conv1's channel of (fine channel, phase 0); + 2 * row + column phase
         weight = torch.zeros(16 * c, 4 * ch, 3, 3)
-        bias = torch.zeros(16 * c)
-        # A fine offset d in {-1, 0, 1} from fine phase a lands on coarse offset (a + d) // 2, phase (a + d) % 2.
-        for cf in range(c):
-            for a2 in range(2):              # phase of the final shuffle (rows), then columns
-                for b2_ in range(2):
-                    o = cf * 4 + a2 * 2 + b2_      # conv2's output channel
-                    for a in range(2):       # phase of the first shuffle at conv2's output pixel
-                        for b in range(2):
-                            out = cf * 16 + (2 * a + a2) * 4 + (2 * b + b2_)
-                            bias[out] = b2[o]
-                            for dy in (-1, 0, 1):
-                                for dx in (-1, 0, 1):
-                                    ci, pa = divmod(a + dy, 2)
-                                    cj, pb = divmod(b + dx, 2)
-                                    src = torch.arange(ch) * 4 + pa * 2 + pb  # conv1 channels of that phase
-                                    weight[out, src, ci + 1, cj + 1] += w2[o, :, dy + 1, dx + 1]
-        folded.conv2.weight.data.copy_(weight)
-        folded.conv2.bias.data.copy_(bias)
+        # conv2's output channel (cf, a2, b2) at fine phase (a, b) is the folded channel (cf, a, a2, b, b2)
+        # (pixel_shuffle(4) order); a fine offset d from phase a is coarse offset (a + d) // 2, phase (a + d) % 2.
+        for cf, a2, b2_, a, b, dy, dx in itertools.product(range(c), *[(0, 1)] * 4, *[(-1, 0, 1)] * 2):
+            (ci, pa), (cj, pb) = divmod(a + dy, 2), divmod(b + dx, 2)
+            weight[cf * 16 + a * 8 + a2 * 4 + b * 2 + b2_, phase0 + pa * 2 + pb, ci + 1, cj + 1] += \
+                w2[cf * 4 + a2 * 2 + b2_, :, dy + 1, dx + 1]
+        bias = b2.view(c, 1, 2, 1, 2).expand(c, 2, 2, 2, 2).reshape(-1)  # (16C,): (cf, a, a2, b, b2)
+        folded = cls(cfg)
+        folded.load_state_dict({**{k: v for k, v in trained.items() if k.startswith(("input.", "fc."))},
+                                "conv1.weight": trained["deconvs.0.weight"], "conv1.bias": trained["deconvs.0.bias"],
+                                "conv2.weight": weight, "conv2.bias": bias})
         return folded
 
 
