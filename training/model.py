@@ -157,6 +157,15 @@ class MlpDecoder(nn.Module):
         super()._load_from_state_dict(state, prefix, *args)
 
 
+def _coarse_map_layers(cfg: ModelConfig) -> tuple[tuple[int, int, int], LatentLabelLinear, nn.Sequential]:
+    """The conv decoders' start: [z, y] -> hidden -> a (2ch, ceil(H/4), ceil(W/4)) map, flattened."""
+    _, h, w = cfg.image_shape
+    base = (2 * cfg.conv_channels, math.ceil(h / 4), math.ceil(w / 4))
+    first = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)  # first: seeded init draws in order
+    fc = nn.Sequential(nn.ReLU(), nn.Linear(cfg.hidden, int(math.prod(base))), nn.ReLU())
+    return base, first, fc
+
+
 class ConvDecoder(nn.Module):
     """Linear to a (2ch, ceil(H/4), ceil(W/4)) map, doubled twice in resolution, cropped to (H, W).
 
@@ -169,15 +178,9 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        c, h, w = cfg.image_shape
-        ch = cfg.conv_channels
+        c, ch = cfg.image_shape[0], cfg.conv_channels
         self.image_shape = cfg.image_shape
-        self.base = (2 * ch, math.ceil(h / 4), math.ceil(w / 4))
-        self.input = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)
-        self.fc = nn.Sequential(
-            nn.ReLU(),
-            nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU(),
-        )
+        self.base, self.input, self.fc = _coarse_map_layers(cfg)
         if cfg.upsample == "subpixel":
             self.deconvs = nn.Sequential(
                 nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
@@ -212,12 +215,9 @@ class FoldedSubpixelDecoder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        c, h, w = cfg.image_shape
-        ch = cfg.conv_channels
+        c, ch = cfg.image_shape[0], cfg.conv_channels
         self.image_shape = cfg.image_shape
-        self.base = (2 * ch, math.ceil(h / 4), math.ceil(w / 4))
-        self.input = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)
-        self.fc = nn.Sequential(nn.ReLU(), nn.Linear(cfg.hidden, int(math.prod(self.base))), nn.ReLU())
+        self.base, self.input, self.fc = _coarse_map_layers(cfg)
         self.conv1 = nn.Conv2d(2 * ch, 4 * ch, 3, padding=1)
         self.conv2 = nn.Conv2d(4 * ch, 16 * c, 3, padding=1)
 
