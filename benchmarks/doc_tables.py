@@ -50,13 +50,13 @@ def sweep_table() -> str:
 
 
 def shipped_table() -> str:
-    """The shipped model at three temperatures: results/shipped_temperatures.jsonl."""
-    lines = ["| T | fidelity | worst class | FD / floor | diversity |", "| --- | --- | --- | --- | --- |"]
+    """The shipped model, and the one it replaced, at several temperatures: results/shipped_temperatures.jsonl."""
+    lines = ["| model | T | fidelity | worst class | FD / floor | diversity |", "| --- | --- | --- | --- | --- | --- |"]
     shipped = OWN_TARGETS["mnist"]
     for r in jsonl("shipped_temperatures.jsonl"):
-        default = " (shipped default)" if r["shipped_default"] else ""
+        default = " (its default)" if r["shipped_default"] else ""
         scores = " | ".join(mark(key, r[key], shipped, 4 if key == "label_fidelity" else 3) for key in shipped)
-        lines.append(f"| {r['temperature']}{default} | {scores} |")
+        lines.append(f"| {r['release']} | {r['temperature']}{default} | {scores} |")
     return "\n".join(lines)
 
 
@@ -98,6 +98,27 @@ def decoder_table() -> str:
         t = OWN_TARGETS["other"]
         scores = " | ".join(mark(key, r[key], t) for key in t)
         lines.append(f"| {r['arch']} | {bench['flops_per_sample'] / 1e6:.2f} | {rate:,.0f} | {scores} |")
+    return "\n".join(lines)
+
+
+def upsample_table() -> str:
+    """Transposed vs sub-pixel upsampling in the conv decoder: the own-data variants (same calibration), then
+    the SDK's fp32 rate on each glyphs artifact (results/decoder-choice-{transpose,subpixel}/bench.json)."""
+    lines = ["| set | upsampling | val ELBO | fidelity | worst class | FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [r for r in jsonl("own_data_variants.jsonl") if r["train_flags"].startswith("--upsample")]
+    for r in sorted(rows, key=lambda r: (r["set"] != "glyphs", r["train_flags"] != "--upsample transpose")):
+        if r["set"] != "mnist":
+            t = OWN_TARGETS["other"]
+            scores = " | ".join(mark(key, r[key], t) for key in t)
+            lines.append(f"| {r['set']} | {r['train_flags'].split()[-1]} | {r['val_elbo']:.2f} | {scores} |")
+    lines += ["", "| upsampling | MFLOP/sample as written | samples/s, batch 256 | samples/s, batch 4096 "
+                  "| GEMM roofline, batch 4096 |", "| --- | --- | --- | --- | --- |"]
+    for kind in ("transpose", "subpixel"):
+        bench = _bench(f"decoder-choice-{kind}")
+        fp32 = {b["batch"]: b for b in bench["rows"] if b["engine"] == "sdk-fp32"}
+        lines.append(f"| {kind} | {bench['flops_per_sample'] / 1e6:.2f} | {fp32[256]['samples_per_s']:,.0f} "
+                     f"| {fp32[4096]['samples_per_s']:,.0f} | {fp32[4096]['roofline_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -218,7 +239,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "batch1": batch1_table,
     "card": card_table, "card-digits": card_digits_table,
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
-    "own-variants": own_variants_table, "decoder": decoder_table,
+    "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,
+    "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table, "prior-components": prior_components_table,
 }

@@ -17,8 +17,9 @@ DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/
 TABLE_HOMES = {
     "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md",
     "own-variants": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
+    "upsample": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
-    "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
+    "bench-subpixel": "benchmarks/results/README.md", "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",
     "batch1": "benchmarks/results/README.md", "prior-components": "benchmarks/quality.md",
 }

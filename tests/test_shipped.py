@@ -8,18 +8,18 @@ from cvae_sdk import Generator, shipped_model_path
 
 # generate(range(10), 1, rng=0).samples[:, 0, 14, 12:16] of exported/mnist-cvae.onnx on CPU
 GOLDEN_ROW_14 = np.array([
-    [0.000191, 0.000026, 0.000048, 0.000061],
-    [0.041664, 0.862950, 0.989936, 0.908841],
-    [0.003489, 0.036619, 0.671318, 0.981934],
-    [0.723519, 0.837346, 0.932772, 0.925052],
-    [0.007752, 0.003563, 0.004639, 0.023189],
-    [0.536584, 0.035547, 0.000599, 0.000031],
-    [0.687854, 0.320328, 0.334076, 0.167034],
-    [0.000688, 0.005728, 0.095676, 0.786409],
-    [0.991852, 0.936514, 0.652535, 0.687643],
-    [0.859369, 0.735405, 0.694335, 0.602305],
+    [0.367088, 0.072935, 0.016414, 0.011215],
+    [0.262999, 0.939378, 0.888772, 0.047205],
+    [0.615318, 0.507794, 0.694967, 0.902419],
+    [0.526495, 0.595490, 0.836079, 0.896319],
+    [0.607098, 0.638602, 0.691184, 0.919112],
+    [0.933457, 0.899477, 0.684374, 0.199734],
+    [0.791152, 0.808084, 0.776833, 0.817029],
+    [0.004669, 0.003274, 0.002919, 0.004885],
+    [0.719935, 0.948832, 0.955915, 0.910733],
+    [0.000224, 0.000061, 0.000178, 0.001394],
 ], dtype=np.float32)
-GOLDEN_LATENT_0 = np.array([0.182723, 0.239009, -0.415339, -1.026], dtype=np.float32)
+GOLDEN_LATENT_0 = np.array([1.624602, 1.134812, -0.961949, 0.237973], dtype=np.float32)
 
 
 def test_shipped_model_is_small_and_self_describing() -> None:
@@ -29,9 +29,11 @@ def test_shipped_model_is_small_and_self_describing() -> None:
     cfg = gen.config
     assert cfg.num_classes == 10 and cfg.class_names == tuple(str(i) for i in range(10))
     assert cfg.sample_shape == (1, 28, 28) and cfg.latent_dim == 16
-    assert cfg.prior.source == "aggregate" and cfg.prior.num_components == 10
-    assert cfg.default_temperature == 0.9
-    assert cfg.model_config["arch"] == "conv" and cfg.train_config["seed"] == 0
+    assert cfg.prior.source == "aggregate" and cfg.prior.num_components == 64
+    # the defaults made it: per-digit temperatures from export's calibration, the sub-pixel decoder
+    assert cfg.class_temperatures == (1.0, 1.0, 0.9, 0.8, 1.0, 0.8, 1.0, 1.0, 0.8, 1.0)
+    assert cfg.model_config["arch"] == "conv" and cfg.model_config["upsample"] == "subpixel"
+    assert cfg.train_config["seed"] == 0 and cfg.train_config["epochs"] is None
 
 
 def test_golden_slice() -> None:
