@@ -19,7 +19,8 @@ TABLE_HOMES = {
     "own-variants": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
     "upsample": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
-    "bench-subpixel": "benchmarks/results/README.md", "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
+    "bench-subpixel": "benchmarks/results/README.md",
+    "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",
     "batch1": "benchmarks/results/README.md", "prior-components": "benchmarks/quality.md",
 }
