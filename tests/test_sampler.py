@@ -37,14 +37,15 @@ def test_the_sampler_graph_draws_what_generate_draws(tiny_model: Path, tmp_path:
 
 
 def test_the_shipped_mixture_picks_components_as_the_sdk_does(tmp_path: Path) -> None:
-    """The shipped prior has 10 components per digit: the graph's component choice must match."""
+    """The shipped prior has 64 components per digit: the graph's component choice must match."""
     gen = Generator.from_pretrained(providers=["CPUExecutionProvider"])
     path = write_sampler(gen.model_path, tmp_path / "s.onnx")
     labels = np.arange(200, dtype=np.int64) % 10
     want = gen.generate(labels, 1, rng=3)
     eps, u = prior_noise(gen.config.prior, request_key(3), 0, 200)
     assert u is not None
-    temps = np.full(200, gen.config.default_temperature, dtype=np.float32)
+    per_class = np.broadcast_to(gen.config.sampling_temperature(None), (10,))  # the calibrated temperatures
+    temps = per_class[labels].astype(np.float32)
     feeds = {"labels": labels, "eps": eps.astype(np.float32), "u": u.astype(np.float32), "temperature": temps}
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["samples"], feeds)[0]
     assert np.abs(got - want.samples).max() < 1e-3
