@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvae_sdk.backends import ARCHS, UPSAMPLES  # the one list of each, shared with TrainConfig
+
 Arch = Literal["dense", "conv", "mlp"]
-ARCHS: tuple[str, ...] = ("dense", "conv", "mlp")
 Upsample = Literal["subpixel", "transpose"]
-UPSAMPLES: tuple[str, ...] = ("subpixel", "transpose")
 PriorKind = Literal["learned", "standard"]
 Likelihood = Literal["bernoulli", "gaussian"]
 
