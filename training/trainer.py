@@ -123,11 +123,13 @@ def preflight(config: TrainConfig, resume: bool
     dataset = open_dataset(config.data, mirror=config.mirror)
     check_trainable(dataset)
     components = config.aggregate_components
-    smallest = _smallest_class(split_validation(dataset.train, config.val_fraction, config.seed)[0].labels,
-                               dataset.num_classes)
-    if components is not None and components > smallest:
-        raise ValueError(f"--aggregate-components {components} needs as many training images in every class; "
-                         f"the smallest class has {smallest} after the validation split. Pass at most {smallest}")
+    if components is not None:  # an explicit count must fit every class (the planned one fits by construction)
+        smallest = _smallest_class(split_validation(dataset.train, config.val_fraction, config.seed)[0].labels,
+                                   dataset.num_classes)
+        if components > smallest:
+            raise ValueError(f"--aggregate-components {components} needs as many training images in every class; "
+                             f"the smallest class has {smallest} after the validation split. "
+                             f"Pass at most {smallest}")
     return config, state, dataset, device
 
 
