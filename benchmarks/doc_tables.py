@@ -137,8 +137,9 @@ def bench_table(folder: str) -> str:
              f"{bench['flops_per_sample'] / 1e6:.2f} MFLOP/sample, float32 GEMM "
              f"{bench['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, roofline {bench['roofline_samples_per_s']:,.0f} "
              "samples/s.", "",
-             "| batch | " + " | ".join(engines) + " | fp32 / best other | int8 / fp32 | fp32 roofline | fp32 p99 µs |",
-             "| --- | " + " | ".join("---" for _ in engines) + " | --- | --- | --- | --- |"]
+             "| batch | " + " | ".join(engines) + " | fp32 / best other | int8 / best other | int8 / fp32 "
+             "| fp32 roofline | fp32 p99 µs |",
+             "| --- | " + " | ".join("---" for _ in engines) + " | --- | --- | --- | --- | --- |"]
     for batch in sorted({key[1] for key in rate}):
         cells = [f"{rate[(e, batch)]['samples_per_s']:,.0f}" if (e, batch) in rate else "-" for e in engines]
         fp32 = rate.get(("sdk-fp32", batch))
@@ -146,10 +147,11 @@ def bench_table(folder: str) -> str:
                   if not e.startswith("sdk") and (e, batch) in rate]
         best = f"{fp32['samples_per_s'] / max(others):.2f}" if fp32 and others else "-"
         int8 = rate.get(("sdk-int8", batch))
+        int8_best = f"{int8['samples_per_s'] / max(others):.2f}" if int8 and others else "-"
         q = f"{int8['samples_per_s'] / fp32['samples_per_s']:.2f}" if int8 and fp32 else "-"
         roof = f"{fp32['roofline_ratio']:.2f}" if fp32 and fp32.get("roofline_ratio") else "-"
         p99 = f"{fp32['p99_us']:,.0f}" if fp32 else "-"
-        lines.append(f"| {batch:,} | " + " | ".join(cells) + f" | {best} | {q} | {roof} | {p99} |")
+        lines.append(f"| {batch:,} | " + " | ".join(cells) + f" | {best} | {int8_best} | {q} | {roof} | {p99} |")
     b = bench["batcher"]
     if "speedup" in b:
         lines += ["", f"Micro-batcher, {b['callers']} single-image callers: {b['direct_samples_per_s']:,.0f} -> "

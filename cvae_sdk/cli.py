@@ -25,6 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _D = TrainConfig(data="", out="")  # the training defaults have one home: TrainConfig
 ShippedOrModel = Annotated[Path | None, typer.Argument(metavar="MODEL",
                                                        help="Artifact (.onnx); default: the shipped model.")]
+VariantOption = Annotated[Literal["int8", "fp16"] | None, typer.Option(
+    help="Load the model's variant written beside it by export --int8/--fp16 (the shipped model has int8).")]
 
 
 def friendly_errors(func: F) -> F:
@@ -198,6 +200,7 @@ def sample(
     out: Annotated[Path, typer.Option(help=".png grid, .npy (streamed) or .npz arrays.")],
     label: Annotated[list[str], typer.Option(metavar="LABEL", help="Label id or class name; repeat for several.")],
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
+    variant: VariantOption = None,
     n: Annotated[int, typer.Option(help="Samples per label.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same samples.")] = 0,
     temperature: Annotated[float | None, typer.Option(help="Prior spread (default: the artifact's).")] = None,
@@ -215,7 +218,7 @@ def sample(
     from cvae_sdk.generator import Generator
     from cvae_sdk.writers import write_samples
 
-    gen = Generator.from_pretrained(model, providers=provider or "auto", threads=threads)
+    gen = Generator.from_pretrained(model, variant=variant, providers=provider or "auto", threads=threads)
     labels = [int(x) if x.lstrip("-").isdigit() and x not in gen.config.class_names else x for x in label]
     summary = write_samples(gen, out, labels, n, seed=seed, temperature=temperature, dtype=dtype,
                             shard=shard, progress=_progress_enabled(quiet), columns=columns, scale=scale)
@@ -226,6 +229,7 @@ def sample(
 @friendly_errors
 def info(
     model: ShippedOrModel = None,
+    variant: VariantOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full metadata as JSON.")] = False,
 ) -> None:
     """Print an artifact's metadata and the execution providers available here."""
@@ -233,7 +237,7 @@ def info(
 
     from cvae_sdk.generator import Generator
 
-    gen = Generator.from_pretrained(model, providers=["CPUExecutionProvider"])
+    gen = Generator.from_pretrained(model, variant=variant, providers=["CPUExecutionProvider"])
     doc = json.loads(gen.config.to_json())
     doc["model_path"] = str(gen.model_path)
     doc["available_providers"] = ort.get_available_providers()
@@ -431,7 +435,8 @@ def classifier(
 @friendly_errors
 def bench(
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
-    int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine.")] = None,
+    int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine (default: the "
+                                                        "model's int8 variant, if it has one).")] = None,
     fp16_model: Annotated[Path | None, typer.Option(help="fp16 artifact for the sdk-cuda-fp16 engine.")] = None,
     threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
     batch: Annotated[list[int] | None, typer.Option(metavar="N", help="Batch size; repeat for several (default: 1 16 "
@@ -442,10 +447,13 @@ def bench(
     out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
 ) -> None:
     """Benchmark sampling: PyTorch eager/compile vs the SDK (fp32, int8, CUDA), same weights."""
+    from cvae_sdk.artifact import variant_path
     from cvae_sdk.bench import BATCHES, format_table, plot, run_benchmark
-    from cvae_sdk.generator import shipped_model_path
+    from cvae_sdk.generator import model_file
 
-    path = model or shipped_model_path()
+    path = model_file(model)
+    if int8_model is None and variant_path(path, "int8").is_file():
+        int8_model = variant_path(path, "int8")
     report = run_benchmark(path, int8_model=int8_model, fp16_model=fp16_model, threads=threads,
                            batches=tuple(batch or BATCHES), engines=tuple(engine) if engine else None,
                            min_seconds=min_seconds)
@@ -467,6 +475,7 @@ def bench(
 @friendly_errors
 def serve(
     model: ShippedOrModel = None,
+    variant: VariantOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).")] = 8000,
     max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
@@ -485,10 +494,10 @@ def serve(
 
     settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
                              max_samples_per_request=max_samples_per_request, timeout_s=timeout)
-    if model is not None and not model.is_file():
-        raise ValueError(f"model file {str(model)!r} does not exist")
-    run_server(model, settings, host=host, port=port, threads=threads, providers=provider or "auto",
-               announce=lambda line: typer.echo(line))
+    from cvae_sdk.generator import model_file
+
+    run_server(model_file(model, variant), settings, host=host, port=port, threads=threads,
+               providers=provider or "auto", announce=lambda line: typer.echo(line))
 
 
 def main() -> None:

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, get_args, overload
 
 import numpy as np
 import onnxruntime as ort
 
-from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata
+from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata, variant_path
 from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.checks import positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
@@ -42,7 +42,9 @@ OUTPUT_TYPES = ("np", "uint8", "pil", "device")
 # Rows per session run for large requests. On CPU, 1,024 rows run as fast as 4,096 with a quarter of
 # the activation memory (the shipped conv decoder: ~90 MB vs ~350 MB); a GPU takes larger ones.
 CPU_CHUNK, GPU_CHUNK = 1024, 65536
-SHIPPED_MODEL = "mnist-cvae.onnx"
+SHIPPED_MODEL = "mnist-cvae.onnx"  # shipped beside it: its int8 variant, mnist-cvae.int8.onnx
+Variant = Literal["int8", "fp16"]  # what `export --int8` / `--fp16` writes beside an artifact
+VARIANTS: tuple[str, ...] = get_args(Variant)
 
 
 Samples = TypeVar("Samples", np.ndarray, list[Any], DeviceSamples)
@@ -82,6 +84,24 @@ def shipped_model_path() -> Path:
     return path
 
 
+def model_file(path: str | Path | None = None, variant: Variant | None = None) -> Path:
+    """The artifact to load: ``path`` (default: the shipped model), or the ``variant`` of it that
+    ``cvae-sdk export --int8`` / ``--fp16`` wrote beside it (``model.onnx`` -> ``model.int8.onnx``)."""
+    base = shipped_model_path() if path is None else Path(path)
+    if variant is None:
+        if not base.is_file():
+            raise ValueError(f"model file {str(base)!r} does not exist")
+        return base
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)} (or none for float32), got {variant!r}")
+    target = variant_path(base, variant)
+    if not target.is_file():
+        fix = ("the shipped model comes with an int8 variant only" if path is None else
+               f"write it with `cvae-sdk export RUN --out {base} --{variant}`")
+        raise ValueError(f"no {variant} variant of {base.name}: {target} does not exist ({fix})")
+    return target
+
+
 class Generator:
     """Samples images for chosen labels. Safe to share between threads."""
 
@@ -95,19 +115,20 @@ class Generator:
         self._runner = runner  # the IO-bound CUDA path, when the session runs on CUDA
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, *,
+    def from_pretrained(cls, path: str | Path | None = None, *, variant: Variant | None = None,
                         providers: str | Sequence[ProviderSpec] = "auto", threads: int | None = None,
                         chunk_size: int | None = None, cuda_graphs: bool = True) -> Generator:
         """Load an artifact (default: the shipped MNIST model) into an onnxruntime session.
+
+        ``variant="int8"`` loads the int8 file beside it instead (the shipped model has one: faster
+        than float32 from batch 16 up, slower at batch 1; ``cvae-sdk bench`` measures both).
 
         ``providers`` is ``"auto"`` (CUDA only if it really loads, else CPU) or an explicit
         list; a requested provider that did not load raises ``ProviderUnavailableError``.
         ``chunk_size`` bounds the rows of one session run (default 1,024 on CPU, 65,536 on GPU).
         On CUDA, runs go through IO binding with one CUDA graph per batch bucket (``cuda_graphs``).
         """
-        model_path = shipped_model_path() if path is None else Path(path)
-        if not model_path.is_file():
-            raise ValueError(f"model file {str(model_path)!r} does not exist")
+        model_path = model_file(path, variant)
         if threads is not None:
             positive_int(threads, "threads")
         requested = requested_providers(providers, ort.get_available_providers())

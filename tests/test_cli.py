@@ -153,3 +153,13 @@ def test_info_says_which_providers_really_sample(tiny_model: Path) -> None:
     assert "CPUExecutionProvider" in info["sampling_providers"]
     assert set(info["sampling_providers"]) <= {"CUDAExecutionProvider", "CPUExecutionProvider"}
     assert "AzureExecutionProvider" not in info["sampling_providers"]
+
+
+def test_variant_selects_the_int8_file_beside_the_model(tiny_model: Path, tmp_path: Path) -> None:
+    """--variant int8 loads MODEL.int8.onnx (the shipped model has one); a model without it says how to write it."""
+    info = json.loads(cvae("info", "--variant", "int8", "--json").stdout)
+    assert info["model_path"].endswith("mnist-cvae.int8.onnx") and info["quantization"] == "int8-static"
+    missing = cvae("sample", "--model", str(tiny_model), "--variant", "int8", "--label", "0", "--out",
+                   str(tmp_path / "x.png"))
+    assert missing.returncode == 2 and "--int8" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "x.png").exists()

@@ -171,6 +171,10 @@ def test_bad_model_files(tmp_path: Path, tiny_model: Path) -> None:
         Generator.from_pretrained(corrupt)
     with pytest.raises(ValueError, match="unknown|not available"):
         Generator.from_pretrained(tiny_model, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ValueError, match=r"no int8 variant .*cvae-sdk export RUN --out .* --int8"):
+        Generator.from_pretrained(tiny_model, variant="int8")
+    with pytest.raises(ValueError, match="variant must be one of int8, fp16"):
+        Generator.from_pretrained(tiny_model, variant="int4")  # type: ignore[arg-type]
 
 
 def test_batcher_results_equal_generate_under_concurrency(gen: Generator) -> None:

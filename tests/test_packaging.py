@@ -20,6 +20,9 @@ gen = Generator.from_pretrained()
 out = gen.generate([3, 7], num_samples_per_label=2, rng=0)
 assert 'site-packages' in str(gen.model_path), gen.model_path
 assert out.samples.shape == (4, 1, 28, 28)
+int8 = Generator.from_pretrained(variant='int8')
+assert int8.model_path == gen.model_path.with_name('mnist-cvae.int8.onnx'), int8.model_path
+assert int8.generate([3, 7], num_samples_per_label=2, rng=0).samples.shape == (4, 1, 28, 28)
 from cvae_sdk.fastpath import TAKE_ROWS
 assert all(k.is_file() and 'site-packages' in str(k) for k in TAKE_ROWS.values()), TAKE_ROWS
 from importlib import resources

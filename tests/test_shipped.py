@@ -36,6 +36,25 @@ def test_shipped_model_is_small_and_self_describing() -> None:
     assert cfg.train_config["seed"] == 0 and cfg.train_config["epochs"] is None
 
 
+def test_shipped_int8_variant_draws_the_same_digits() -> None:
+    """variant="int8" loads mnist-cvae.int8.onnx: the same prior and temperatures, so the same latents,
+    decoded by the int8 graph into images the shipped classifier reads as the fp32 ones."""
+    from cvae_sdk.evaluate import EvalClassifier
+
+    cpu = ["CPUExecutionProvider"]
+    fp32, int8 = Generator.from_pretrained(providers=cpu), Generator.from_pretrained(variant="int8", providers=cpu)
+    assert int8.model_path == shipped_model_path().with_name("mnist-cvae.int8.onnx")
+    assert int8.config.quantization == "int8-static"
+    np.testing.assert_array_equal(int8.config.prior.scale_tril, fp32.config.prior.scale_tril)
+    assert int8.config.class_temperatures == fp32.config.class_temperatures
+    a, b = fp32.generate(list(range(10)), 50, rng=0), int8.generate(list(range(10)), 50, rng=0)
+    np.testing.assert_array_equal(a.latents, b.latents)
+    assert np.abs(a.samples - b.samples).mean() < 0.02
+    classifier = EvalClassifier.load(shipped_model_path().with_name("mnist-classifier.onnx"))
+    (read_a, _), (read_b, _) = classifier.predict(a.samples), classifier.predict(b.samples)
+    assert (read_a == read_b).mean() >= 0.98 and (read_b == b.labels).mean() >= 0.96
+
+
 def test_golden_slice() -> None:
     out = Generator.from_pretrained(threads=1).generate(list(range(10)), 1, rng=0)
     np.testing.assert_allclose(out.samples[:, 0, 14, 12:16], GOLDEN_ROW_14, atol=1e-5)

@@ -18,20 +18,19 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, read_metadata, write_metadata
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.evaluate import EvalClassifier
-from cvae_sdk.generator import Generator
+from cvae_sdk.generator import Generator, Variant
 from cvae_sdk.labels import request_labels
 from cvae_sdk.sampling import prior_latents, request_key
 
 from .export import ExportCheckError
 
-Variant = Literal["int8", "fp16"]
 MAX_FIDELITY_DROP = 0.003  # 0.3 percentage points
 GATE_SAMPLES_PER_LABEL = 1000
 QUANTIZATION_TAG = {"int8": "int8-static", "fp16": "fp16"}
