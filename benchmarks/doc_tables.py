@@ -160,6 +160,18 @@ def bench_table(folder: str) -> str:
     return "\n".join(lines)
 
 
+def margin_table() -> str:
+    """Export's calibration margin on the glyph runs, the trained weights fixed: results/calibration_margin.jsonl."""
+    lines = ["| glyph run | margin | fidelity | worst class | FD / floor | diversity | temperatures |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    t = OWN_TARGETS["other"]
+    for r in jsonl("calibration_margin.jsonl"):
+        temps = r["class_temperatures"]
+        scores = " | ".join(mark(key, r[key], t) for key in t)
+        lines.append(f"| {r['run']} | {r['margin']} | {scores} | {min(temps.values()):.2f}-{max(temps.values()):.2f} |")
+    return "\n".join(lines)
+
+
 def ddp_table() -> str:
     """Data-parallel training throughput: results/ddp_scaling.json."""
     data = json.loads((RESULTS / "ddp_scaling.json").read_text())
@@ -244,7 +256,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
-    "ddp": ddp_table, "serve": serve_table, "prior-components": prior_components_table,
+    "ddp": ddp_table, "serve": serve_table, "prior-components": prior_components_table, "margin": margin_table,
 }
 
 

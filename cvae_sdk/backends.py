@@ -34,9 +34,10 @@ CAPABILITIES = {
 ARCHS = ("dense", "conv", "mlp")
 UPSAMPLES = ("subpixel", "transpose")
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds
-# (large sets still get MIN_EPOCHS passes: MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40),
-# and cut short by early stopping once the validation ELBO stops improving (small data overfits).
-SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 600_000, 40, 200
+# (glyphs at 67 epochs: FD 2.203x its floor, at 110: 1.798x; large sets still get MIN_EPOCHS passes:
+# MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40), and cut short by early stopping once
+# the validation ELBO stops improving (small data overfits).
+SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
 # Gaussians per label in the aggregate-posterior prior when --aggregate-components is not given: the
 # more, the closer samples stay to where the encoder put real codes (fewer decodes from holes between
 # them); COMPONENT_BUDGET over all labels bounds the artifact's metadata (K*M full covariances).
@@ -64,7 +65,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "cosine"
-    patience: int = 10  # epochs without a better validation ELBO before training stops (0: never)
+    # epochs without a better validation ELBO before training stops (0: never). The validation ELBO
+    # wanders by a tenth of a nat between epochs while it still improves by hundredths: at 10, glyphs
+    # stopped at epoch 84 of 111 (best 74) on such a wander; an overfitting run worsens for good.
+    patience: int = 20
     beta: float = 0.5
     warmup_epochs: float = 0.0
     val_fraction: float = 0.1

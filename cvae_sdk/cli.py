@@ -86,7 +86,7 @@ def train(
     likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(
         help="p(x|z,y).")] = _D.likelihood,  # type: ignore[assignment]
     epochs: Annotated[int | None, typer.Option(
-        help="Epochs to train (in total, when resuming). Default: sized from the data (about 600,000 examples "
+        help="Epochs to train (in total, when resuming). Default: sized from the data (about 1,000,000 examples "
              "seen, 40-200 epochs), stopped early by --patience.")] = _D.epochs,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
                                                "ELBO; the best checkpoint is kept (0: never).")] = _D.patience,

@@ -17,7 +17,7 @@ DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/
 TABLE_HOMES = {
     "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md",
     "own-variants": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
-    "upsample": "benchmarks/quality.md",
+    "upsample": "benchmarks/quality.md", "margin": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
     "bench-subpixel": "benchmarks/results/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
@@ -26,7 +26,8 @@ TABLE_HOMES = {
 }
 # Numbers in the docs that are not measurements: settings, addresses, citations and versions.
 CONSTANTS = {
-    "600,000": "TrainConfig's sample budget (SAMPLE_BUDGET)",
+    "1,000,000": "TrainConfig's sample budget (SAMPLE_BUDGET)",
+    "600,000": "the sample budget before it",
     "1,024": "rows per CPU session run (CPU_CHUNK); the dense decoder's hidden width",
     "65,536": "rows per GPU session run (GPU_CHUNK)",
     "127.0": "127.0.0.1, the loopback address",

@@ -184,8 +184,9 @@ def test_training_length_follows_the_data() -> None:
     from cvae_sdk.backends import MAX_EPOCHS, MIN_EPOCHS, SAMPLE_BUDGET, TrainConfig
 
     config = TrainConfig(data="unused", out="unused")
-    assert config.planned_epochs(9_000) == round(SAMPLE_BUDGET / 9_000)  # a 10,000-image set: 67 epochs
-    assert config.planned_epochs(21_911) == MIN_EPOCHS == 40              # MNIST's train split
+    assert config.planned_epochs(9_000) == round(SAMPLE_BUDGET / 9_000)  # a 10,000-image set: 111 epochs
+    assert config.planned_epochs(21_911) == round(SAMPLE_BUDGET / 21_911)  # MNIST's train split: 46
+    assert config.planned_epochs(60_000) == MIN_EPOCHS == 40              # the full MNIST
     assert config.planned_epochs(2_700) == MAX_EPOCHS                     # small data stops early instead
     assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911) == 3
 
