@@ -182,9 +182,9 @@ def ddp_table() -> str:
     return "\n".join(lines)
 
 
-def serve_table() -> str:
-    """HTTP load on loopback against the in-process call: results/serve_load.json."""
-    data = json.loads((RESULTS / "serve_load.json").read_text())
+def serve_table(name: str = "serve_load.json") -> str:
+    """HTTP load on loopback against the in-process call: results/serve_load.json (or NAME)."""
+    data = json.loads((RESULTS / name).read_text())
     one = data["rows"][0]["requests_per_s"]
     lines = ["| clients | requests/s | x one client | p50 ms | p99 ms |", "| --- | --- | --- | --- | --- |"]
     for r in data["rows"]:
@@ -256,7 +256,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
-    "ddp": ddp_table, "serve": serve_table, "prior-components": prior_components_table, "margin": margin_table,
+    "ddp": ddp_table, "serve": serve_table, "serve-int8": lambda: serve_table("serve_load_int8.json"),
+    "prior-components": prior_components_table, "margin": margin_table,
 }
 
 
