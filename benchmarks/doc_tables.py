@@ -255,6 +255,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
+    "bench-subpixel-repeat": lambda: bench_table("cpu-2core-subpixel16-repeat"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table, "serve-int8": lambda: serve_table("serve_load_int8.json"),
     "prior-components": prior_components_table, "margin": margin_table,

@@ -20,6 +20,7 @@ TABLE_HOMES = {
     "upsample": "benchmarks/quality.md", "margin": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
     "bench-subpixel": "benchmarks/results/README.md",
+    "bench-subpixel-repeat": "benchmarks/results/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",
     "serve-int8": "benchmarks/results/README.md",
