@@ -69,7 +69,9 @@ class TrainConfig:
     # wanders by a tenth of a nat between epochs while it still improves by hundredths: at 10, glyphs
     # stopped at epoch 84 of 111 (best 74) on such a wander; an overfitting run worsens for good.
     patience: int = 20
-    beta: float = 0.5
+    # KL weight: 0.25 drew better FD and diversity than 0.5 on glyphs and mnist-3k at equal fidelity
+    # (benchmarks/quality.md, own-data variants)
+    beta: float = 0.25
     warmup_epochs: float = 0.0
     val_fraction: float = 0.1
     seed: int = 0
