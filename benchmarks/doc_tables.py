@@ -34,6 +34,12 @@ def mark(key: str, value: float, targets: dict[str, float] = TARGETS, digits: in
     return f"**{value:.{digits}f}**" if ok else f"{value:.{digits}f}"
 
 
+def temperature_spread(row: dict[str, Any]) -> str:
+    """A row's per-class temperatures as "lowest-highest", or "-" when it has none."""
+    temps = row["class_temperatures"] or {}
+    return f"{min(temps.values()):.2f}-{max(temps.values()):.2f}" if temps else "-"
+
+
 def sweep_table() -> str:
     """Every recipe of the MNIST sweep: results/quality_sweep.jsonl."""
     lines = ["| variant | training flags | prior | T | val ELBO | active units | fidelity | worst class "
@@ -66,8 +72,7 @@ def own_data_table() -> str:
              "| diversity | temperatures |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in jsonl("own_data.jsonl"):
         t = OWN_TARGETS["mnist" if r["set"] == "mnist" else "other"]
-        temps = r["class_temperatures"] or {}
-        spread = f"{min(temps.values()):.2f}-{max(temps.values()):.2f}" if temps else "-"
+        spread = temperature_spread(r)
         scores = " | ".join(mark(key, r[key], t) for key in t)
         lines.append(f"| {r['set']} | {r['train_images']:,} | {r['epochs_run']} ({r['best_epoch']}) "
                      f"| {r['train_seconds'] + r['export_seconds']:.0f} | {scores} | {spread} |")
@@ -80,8 +85,7 @@ def own_variants_table() -> str:
              "| temperatures |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in jsonl("own_data_variants.jsonl"):
         t = OWN_TARGETS["mnist" if r["set"] == "mnist" else "other"]
-        temps = r["class_temperatures"] or {}
-        spread = f"{min(temps.values()):.2f}-{max(temps.values()):.2f}" if temps else "-"
+        spread = temperature_spread(r)
         scores = " | ".join(mark(key, r[key], t) for key in t)
         lines.append(f"| {r['set']} | `{r['train_flags']}` | {r['epochs_run']} ({r['best_epoch']}) | {scores} "
                      f"| {spread} |")
@@ -166,9 +170,8 @@ def margin_table() -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     t = OWN_TARGETS["other"]
     for r in jsonl("calibration_margin.jsonl"):
-        temps = r["class_temperatures"]
         scores = " | ".join(mark(key, r[key], t) for key in t)
-        lines.append(f"| {r['run']} | {r['margin']} | {scores} | {min(temps.values()):.2f}-{max(temps.values()):.2f} |")
+        lines.append(f"| {r['run']} | {r['margin']} | {scores} | {temperature_spread(r)} |")
     return "\n".join(lines)
 
 

@@ -452,8 +452,9 @@ def bench(
     from cvae_sdk.generator import model_file
 
     path = model_file(model)
-    if int8_model is None and variant_path(path, "int8").is_file():
-        int8_model = variant_path(path, "int8")
+    beside = variant_path(path, "int8")
+    if int8_model is None and beside.is_file():
+        int8_model = beside
     report = run_benchmark(path, int8_model=int8_model, fp16_model=fp16_model, threads=threads,
                            batches=tuple(batch or BATCHES), engines=tuple(engine) if engine else None,
                            min_seconds=min_seconds)
