@@ -1,8 +1,13 @@
 """Dynamic micro-batching: many small concurrent requests share one onnxruntime call.
 
 In the spirit of Triton's dynamic batcher: a request waits at most ``max_delay_ms`` for others to
-join it, up to ``max_batch`` samples per call. Each caller gets a future whose result is exactly
-what ``Generator.generate`` returns for the same arguments. Requests are validated in the caller's
+join it, up to ``max_batch`` samples per call, and a batch closes early once no request has
+arrived for ``max_gap_ms``: a burst of callers is taken whole without sitting out the rest of the
+delay, and a lone request does not wait for company that is not coming
+(``benchmarks/batcher_gap.py``; ``max_gap_ms >= max_delay_ms`` waits out the whole delay).
+
+Each caller gets a future whose result is exactly what ``Generator.generate`` returns for the same
+arguments. Requests are validated in the caller's
 thread, so a bad one fails there, at once; everything else happens on the worker, vectorised over
 the batch where it can be (one prior transform and one session run per batch), so 64 callers do
 not contend for the GIL with per-request numpy work.
@@ -49,11 +54,13 @@ class MicroBatcher:
     """Coalesces ``submit`` calls from many threads into batched session runs on one worker thread."""
 
     def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2) -> None:
         positive_int(max_batch, "max_batch")
-        if not max_delay_ms >= 0:
-            raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms!r}")
+        for name, value in (("max_delay_ms", max_delay_ms), ("max_gap_ms", max_gap_ms)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
         self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0
+        self._gap = max_gap_ms / 1000.0
         self._on_batch = on_batch  # told the size of every shared run (a server's metrics)
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
@@ -102,8 +109,9 @@ class MicroBatcher:
             batch, size = [first], first.labels.shape[0]
             deadline = time.perf_counter() + self._delay
             while size < self._max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+                try:  # the next request, unless the delay is over or arrivals have paused
+                    wait = min(self._gap, deadline - time.perf_counter())
+                    item = self._queue.get(timeout=max(0.0, wait))
                 except queue.Empty:
                     break
                 if item is None:

@@ -189,6 +189,16 @@ def test_batcher_results_equal_generate_under_concurrency(gen: Generator) -> Non
         assert got.labels.tolist() == want.labels.tolist()
 
 
+def test_batcher_closes_a_batch_once_arrivals_pause(gen: Generator) -> None:
+    sizes: list[int] = []
+    with gen.batcher(max_batch=256, max_delay_ms=600_000, on_batch=sizes.append) as batcher:
+        lone = batcher.submit(1, 2, rng=5).result(timeout=60)  # not held for the ten-minute delay
+        assert np.array_equal(lone.samples, gen.generate(1, 2, rng=5).samples)
+        with pytest.raises(ValueError, match="max_gap_ms"):
+            gen.batcher(max_gap_ms=-1)
+    assert sizes == [2]
+
+
 def test_batcher_validates_in_the_caller_and_closes(gen: Generator) -> None:
     batcher = gen.batcher(max_batch=4, max_delay_ms=1)
     with pytest.raises(ValueError, match="out of range"):
