@@ -482,6 +482,8 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Rows per shared session run of the micro-batcher.")] = 256,
     max_delay_ms: Annotated[float, typer.Option(help="How long the batcher waits to fill a run (0: it runs what is "
                                                     "queued at once; under load runs fill while one decodes).")] = 0.0,
+    max_gap_ms: Annotated[float, typer.Option(help="Within --max-delay-ms, a run starts once no request has "
+                                                  "arrived for this long.")] = 0.2,
     max_samples_per_request: Annotated[int, typer.Option(help="Larger requests get 413.")] = 4096,
     max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
@@ -493,7 +495,7 @@ def serve(
     from cvae_sdk.server import ServeSettings
     from cvae_sdk.server import serve as run_server
 
-    settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
+    settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_gap_ms=max_gap_ms, max_queue=max_queue,
                              max_samples_per_request=max_samples_per_request, timeout_s=timeout)
     from cvae_sdk.generator import model_file
 

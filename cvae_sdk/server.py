@@ -52,6 +52,7 @@ class ServeSettings:
 
     max_batch: int = 256
     max_delay_ms: float = 0.0
+    max_gap_ms: float = 0.2       # a run also starts once no request has arrived for this long
     max_samples_per_request: int = 4096
     max_queue: int = 256          # requests in flight before new ones get 503
     timeout_s: float = 30.0       # per request, from admission to the last byte computed
@@ -60,8 +61,8 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_samples_per_request", "max_queue", "max_body_bytes"):
             positive_int(getattr(self, name), name)
-        if not (self.max_delay_ms >= 0 and self.timeout_s > 0):
-            raise ValueError("max_delay_ms must be >= 0 and timeout_s > 0")
+        if not (self.max_delay_ms >= 0 and self.max_gap_ms >= 0 and self.timeout_s > 0):
+            raise ValueError("max_delay_ms and max_gap_ms must be >= 0 and timeout_s > 0")
 
 
 class GenerateRequest(BaseModel):
@@ -162,7 +163,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     def load() -> None:
         try:
             gen = Generator.from_pretrained(model, providers=providers, threads=threads)
-            state["batcher"] = gen.batcher(settings.max_batch, settings.max_delay_ms, on_batch=metrics.batch)
+            state["batcher"] = gen.batcher(settings.max_batch, settings.max_delay_ms, on_batch=metrics.batch,
+                                            max_gap_ms=settings.max_gap_ms)
             if on_loaded is not None:
                 on_loaded()
             state["gen"] = gen

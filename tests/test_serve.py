@@ -203,7 +203,7 @@ def test_64_concurrent_clients_get_their_own_samples(server: Server, gen: Genera
 
 
 def test_overload_answers_503_with_retry_after(tiny_model: Path) -> None:
-    busy = Server(tiny_model, "--max-queue", "1", "--max-delay-ms", "200")
+    busy = Server(tiny_model, "--max-queue", "1", "--max-delay-ms", "200", "--max-gap-ms", "200")
     try:
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(lambda s: request(busy, "POST", "/v1/generate", {"labels": [0], "seed": s}),
@@ -217,7 +217,8 @@ def test_overload_answers_503_with_retry_after(tiny_model: Path) -> None:
 
 
 def test_a_request_past_its_timeout_is_504_and_the_server_carries_on(tiny_model: Path) -> None:
-    slow = Server(tiny_model, "--max-delay-ms", "600", "--timeout", "0.1")  # batches wait longer than requests
+    # batches wait longer than requests may
+    slow = Server(tiny_model, "--max-delay-ms", "600", "--max-gap-ms", "600", "--timeout", "0.1")
     try:
         status, _, data = request(slow, "POST", "/v1/generate", {"labels": [0], "seed": 0})
         assert status == 504 and "longer than 0.1 s" in json.loads(data)["error"]
@@ -227,7 +228,7 @@ def test_a_request_past_its_timeout_is_504_and_the_server_carries_on(tiny_model:
 
 
 def test_sigterm_finishes_accepted_requests(tiny_model: Path) -> None:
-    slow = Server(tiny_model, "--max-delay-ms", "800")  # every batch waits 0.8 s to fill
+    slow = Server(tiny_model, "--max-delay-ms", "800", "--max-gap-ms", "800")  # batches wait 0.8 s
     results: list[tuple[int, bytes]] = []
 
     def client(seed: int) -> None:
