@@ -261,6 +261,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-subpixel-repeat": lambda: bench_table("cpu-2core-subpixel16-repeat"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table, "serve-int8": lambda: serve_table("serve_load_int8.json"),
+    "serve-workers": lambda: serve_table("serve_load_workers.json"),
+    "serve-workers-int8": lambda: serve_table("serve_load_workers_int8.json"),
     "prior-components": prior_components_table, "margin": margin_table,
 }
 

@@ -8,6 +8,7 @@ HTTP/1.1, so the load generator costs little per request); the server is a subpr
 in time and count. Prints a table, then one JSON line; ``--out`` also writes the JSON.
 
     python benchmarks/serve_load.py --seconds 5 --out benchmarks/results/serve_load.json
+    python benchmarks/serve_load.py --workers 2 --out benchmarks/results/serve_load_workers.json
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -33,9 +35,10 @@ from cvae_sdk.bench import machine
 MAX_REQUESTS_PER_CLIENT = 20_000
 
 
-def start_server(model: str | None, threads: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
+def start_server(model: str | None, threads: int, delay_ms: float, workers: int
+                 ) -> tuple[subprocess.Popen[str], str]:
     args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", "--threads", str(threads),
-            "--max-delay-ms", str(delay_ms)]
+            "--max-delay-ms", str(delay_ms), "--workers", str(workers)]
     server = subprocess.Popen(args + ([model] if model else []), stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
     if "serving on" not in line:
@@ -116,12 +119,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="artifact (default: the shipped model)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per concurrency level")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime threads (default: the cores, shared out among the server's workers)")
+    parser.add_argument("--workers", type=int, default=1, help="the server's processes (serve --workers)")
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="the server's batcher delay")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    local = in_process(args.model, args.threads, args.seconds)
-    server, url = start_server(args.model, args.threads, args.max_delay_ms)
+    cores = os.cpu_count() or 1
+    local = in_process(args.model, args.threads or cores, args.seconds)
+    server, url = start_server(args.model, args.threads or max(1, cores // args.workers), args.max_delay_ms,
+                               args.workers)
     try:
         rows = [measure(url, clients, args.seconds) for clients in (1, 16, 64)]
     finally:
@@ -129,7 +136,7 @@ def main() -> None:
         server.wait(timeout=60)
     one = rows[0]
     report = {"benchmark": "serve_load", "machine": machine(), "seconds_per_level": args.seconds,
-              "max_delay_ms": args.max_delay_ms,
+              "max_delay_ms": args.max_delay_ms, "workers": args.workers,
               "model": args.model or "shipped", "in_process": local, "rows": rows,
               "speedup_64_vs_1": rows[-1]["requests_per_s"] / one["requests_per_s"],
               "server_overhead_ms_at_1": one["p50_ms"] - local["p50_ms"]}

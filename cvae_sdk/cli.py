@@ -487,9 +487,12 @@ def serve(
     max_samples_per_request: Annotated[int, typer.Option(help="Larger requests get 413.")] = 4096,
     max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads per worker (default: "
+                                                    "onnxruntime's; with workers, the cores shared out).")] = None,
     provider: Annotated[list[str] | None, typer.Option(
         metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes on the port, each with its own model; the kernel "
+                                              "spreads connections over them.")] = 1,
 ) -> None:
     """Serve a model over HTTP: the API under /v1, a web page at /, /metrics. Needs the serve extra."""
     from cvae_sdk.server import ServeSettings
@@ -500,7 +503,7 @@ def serve(
     from cvae_sdk.generator import model_file
 
     run_server(model_file(model, variant), settings, host=host, port=port, threads=threads,
-               providers=provider or "auto", announce=lambda line: typer.echo(line))
+               providers=provider or "auto", announce=lambda line: typer.echo(line), workers=workers)
 
 
 def main() -> None:

@@ -152,9 +152,11 @@ class _Rejected(Exception):
 
 def create_app(model: str | Path | None = None, settings: ServeSettings | None = None, *,
                threads: int | None = None, providers: Any = "auto",
-               on_loaded: Callable[[], None] | None = None) -> _Front:
+               on_loaded: Callable[[], None] | None = None,
+               on_failed: Callable[[str], None] | None = None) -> _Front:
     """The ASGI app (FastAPI behind a plain front layer); the model loads in the background once the
-    app starts (``/readyz`` says when), and ``on_loaded`` runs after it loads, before it is ready."""
+    app starts (``/readyz`` says when). ``on_loaded`` runs after it loads, before it is ready;
+    ``on_failed`` gets the error if it does not load."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
@@ -170,6 +172,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             state["gen"] = gen
         except Exception as err:  # reported by /readyz and every model route
             state["error"] = str(err)
+            if on_failed is not None:
+                on_failed(state["error"])
         finally:
             loaded.set()
 
@@ -439,9 +443,11 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
-          threads: int | None = None, providers: Any = "auto", announce: Callable[[str], None] = print) -> None:
-    """Run the server until SIGINT/SIGTERM (accepted requests finish first); announce its URL once bound."""
+def uvicorn_server(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
+                   threads: int | None = None, providers: Any = "auto", on_loaded: Callable[[], None] | None = None,
+                   on_failed: Callable[[str], None] | None = None) -> Any:
+    """A uvicorn server over :func:`create_app`, for a process that serves and does nothing else
+    (``on_loaded`` and ``on_failed`` as in :func:`create_app`)."""
     import uvicorn
 
     # This process is the server's own, so it tunes its garbage collector: young collections run less
@@ -449,9 +455,37 @@ def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127
     # collected generations, so full collections stop walking them (their pauses were much of the p99
     # under load: benchmarks/serve_load.py).
     gc.set_threshold(10_000, 50, 100)
-    app = create_app(model, settings, threads=threads, providers=providers, on_loaded=_freeze_heap)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=60))
+    def loaded() -> None:
+        _freeze_heap()
+        if on_loaded is not None:
+            on_loaded()
+
+    app = create_app(model, settings, threads=threads, providers=providers, on_loaded=loaded, on_failed=on_failed)
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                         timeout_graceful_shutdown=60))
+
+
+def announce_line(host: str, port: int) -> str:
+    """The one line ``serve`` prints once it listens: its URL last."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"cvae-sdk serving on http://{shown}:{port}"
+
+
+def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
+          threads: int | None = None, providers: Any = "auto", announce: Callable[[str], None] = print,
+          workers: int = 1) -> None:
+    """Run the server until SIGINT/SIGTERM (accepted requests finish first); announce its URL once bound.
+
+    ``workers`` above 1 runs that many server processes on the port (:mod:`cvae_sdk.replicas`).
+    """
+    positive_int(workers, "workers")
+    if workers > 1:
+        from cvae_sdk.replicas import serve_workers
+
+        serve_workers(model, settings, workers=workers, host=host, port=port, threads=threads,
+                      providers=providers, announce=announce)
+        return
+    server = uvicorn_server(model, settings, host=host, port=port, threads=threads, providers=providers)
 
     def announce_when_bound() -> None:
         while not server.started:
@@ -459,8 +493,7 @@ def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127
                 return
             time.sleep(0.01)
         bound = server.servers[0].sockets[0].getsockname()
-        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        announce(f"cvae-sdk serving on http://{shown}:{bound[1]}")
+        announce(announce_line(bound[0], bound[1]))
 
     threading.Thread(target=announce_when_bound, name="cvae-sdk-announce", daemon=True).start()
     server.run()

@@ -23,7 +23,8 @@ TABLE_HOMES = {
     "bench-subpixel-repeat": "benchmarks/results/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",
-    "serve-int8": "benchmarks/results/README.md",
+    "serve-int8": "benchmarks/results/README.md", "serve-workers": "benchmarks/results/README.md",
+    "serve-workers-int8": "benchmarks/results/README.md",
     "batch1": "benchmarks/results/README.md", "prior-components": "benchmarks/quality.md",
 }
 # Numbers in the docs that are not measurements: settings, addresses, citations and versions.

@@ -257,6 +257,76 @@ def test_replicas_answer_the_same_bytes(tiny_model: Path) -> None:
             replica.stop()
 
 
+def _workers(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (its other child is multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _listening_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port``."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                listening.add(f"socket:[{fields[9]}]")
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held.add(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            pass
+    return bool(listening & held)
+
+
+def test_workers_share_the_port_and_finish_accepted_requests_on_sigterm(tiny_model: Path, gen: Generator) -> None:
+    served = Server(tiny_model, "--workers", "2", "--max-delay-ms", "800", "--max-gap-ms", "800")
+    port = int(served.url.rsplit(":", 1)[1])
+    workers = _workers(served.process.pid)
+    assert len(workers) == 2 and all(_listening_on(pid, port) for pid in workers)
+    results: dict[int, tuple[int, bytes]] = {}
+
+    def client(seed: int) -> None:
+        status, _, data = request(served, "POST", "/v1/generate", {"labels": [seed % 3], "seed": seed})
+        results[seed] = (status, data)
+
+    clients = [threading.Thread(target=client, args=(s,)) for s in range(12)]
+    for thread in clients:
+        thread.start()
+    time.sleep(0.3)  # accepted by one worker or the other, waiting in its batcher
+    served.process.send_signal(signal.SIGTERM)
+    for thread in clients:
+        thread.join(timeout=60)
+    assert sorted(results) == list(range(12))
+    for seed, (status, data) in results.items():
+        assert status == 200 and np.array_equal(_npy(data), gen.generate([seed % 3], 1, rng=seed).samples)
+    assert served.process.wait(timeout=60) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_a_worker_that_dies_stops_the_server_with_an_error(tiny_model: Path) -> None:
+    served = Server(tiny_model, "--workers", "2")
+    workers = _workers(served.process.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    assert served.process.wait(timeout=60) == 2
+    assert "a worker stopped on its own" in (served.process.stderr.read() if served.process.stderr else "")
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{workers[1]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{workers[1]}").exists()
+
+
+def test_workers_that_cannot_load_the_model_exit_with_its_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", "serve", str(broken), "--port", "0", "--workers", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "the model failed to load" in done.stderr and "a worker stopped on its own" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_page_draws_a_grid_in_a_real_browser(server: Server, gen: Generator) -> None:
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver_path, ("the browser test needs Debian's chromium and chromium-driver: "
