@@ -100,17 +100,35 @@ def prior_noise(prior: Prior, key: np.ndarray, start: int, stop: int) -> tuple[n
     return eps, (uniforms(key, start, stop) if prior.num_components > 1 else None)
 
 
+SMALL_COMPARE = 16_384  # rows x components up to which _components compares against every component
+
+
 def transform(prior: Prior, labels: np.ndarray, eps: np.ndarray, u: np.ndarray | None,
               temperature: float | np.ndarray) -> np.ndarray:
     """Row-wise prior transform of drawn noise; rows of several requests can go through it at once.
 
     ``temperature`` is a number, or (N, 1) per row.
     """
-    if u is None:
-        comp = np.zeros(labels.shape[0], dtype=np.int64)
-    else:
-        comp = np.minimum((u[:, None] >= prior.cdf[labels]).sum(axis=1), prior.num_components - 1)  # (N,)
+    comp = np.zeros(labels.shape[0], dtype=np.int64) if u is None else _components(prior, labels, u)  # (N,)
     mean = prior.means[labels, comp]                                           # (N, D)
     tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
     z: np.ndarray = mean + temperature * np.matmul(tril, eps[:, :, None])[:, :, 0]
     return z.astype(np.float32)
+
+
+def _components(prior: Prior, labels: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Each row's mixture component: how many of its label's cumulative weights are <= u (N,).
+
+    One comparison against every component for small batches; for large ones a binary search per
+    label, the same counts without an (N, M) temporary (at 65,536 rows and 128 components, a
+    quarter of the time)."""
+    m = prior.num_components
+    if labels.shape[0] * m <= SMALL_COMPARE:
+        counts = (u[:, None] >= prior.cdf[labels]).sum(axis=1)
+    else:
+        counts = np.empty(labels.shape[0], dtype=np.int64)
+        for k in np.unique(labels):
+            rows = labels == k
+            counts[rows] = np.searchsorted(prior.cdf[k], u[rows], side="right")
+    chosen: np.ndarray = np.minimum(counts, m - 1)
+    return chosen
