@@ -105,7 +105,7 @@ def train(
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
     aggregate_components: Annotated[int | None, typer.Option(
         help="Gaussians per label fitted to the aggregate posterior after training (0: off; default: "
-             "640 shared by the labels, 10 to 64 each).")
+             "1,280 shared by the labels, 10 to 128 each).")
     ] = _D.aggregate_components,
     seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = _D.seed,
     device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(
