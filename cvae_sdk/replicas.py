@@ -108,12 +108,14 @@ def _worker(sock: socket.socket, model: str | Path | None, settings: ServeSettin
     os.setpgrp()
     failed: list[str] = []
 
-    def give_up(error: str) -> None:
-        failed.append(error)
-        server.should_exit = True
+    def settled(error: str | None) -> None:
+        if error is None:
+            ready.set()
+        else:
+            failed.append(error)
+            server.should_exit = True
 
-    server = uvicorn_server(model, settings, threads=threads, providers=providers, on_loaded=ready.set,
-                            on_failed=give_up)
+    server = uvicorn_server(model, settings, threads=threads, providers=providers, on_settled=settled)
 
     def watch() -> None:
         while not server.should_exit:

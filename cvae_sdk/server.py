@@ -153,10 +153,10 @@ class _Rejected(Exception):
 def create_app(model: str | Path | None = None, settings: ServeSettings | None = None, *,
                threads: int | None = None, providers: Any = "auto",
                on_loaded: Callable[[], None] | None = None,
-               on_failed: Callable[[str], None] | None = None) -> _Front:
+               on_settled: Callable[[str | None], None] | None = None) -> _Front:
     """The ASGI app (FastAPI behind a plain front layer); the model loads in the background once the
     app starts (``/readyz`` says when). ``on_loaded`` runs after it loads, before it is ready;
-    ``on_failed`` gets the error if it does not load."""
+    ``on_settled`` once it is ready (with None) or has failed to load (with the error)."""
     settings = settings or ServeSettings()
     metrics = Metrics()
     state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
@@ -172,10 +172,10 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             state["gen"] = gen
         except Exception as err:  # reported by /readyz and every model route
             state["error"] = str(err)
-            if on_failed is not None:
-                on_failed(state["error"])
         finally:
             loaded.set()
+            if on_settled is not None:
+                on_settled(state["error"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -444,10 +444,10 @@ def _freeze_heap() -> None:
 
 
 def uvicorn_server(model: str | Path | None, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
-                   threads: int | None = None, providers: Any = "auto", on_loaded: Callable[[], None] | None = None,
-                   on_failed: Callable[[str], None] | None = None) -> Any:
+                   threads: int | None = None, providers: Any = "auto",
+                   on_settled: Callable[[str | None], None] | None = None) -> Any:
     """A uvicorn server over :func:`create_app`, for a process that serves and does nothing else
-    (``on_loaded`` and ``on_failed`` as in :func:`create_app`)."""
+    (``on_settled`` as in :func:`create_app`)."""
     import uvicorn
 
     # This process is the server's own, so it tunes its garbage collector: young collections run less
@@ -455,12 +455,8 @@ def uvicorn_server(model: str | Path | None, settings: ServeSettings, *, host: s
     # collected generations, so full collections stop walking them (their pauses were much of the p99
     # under load: benchmarks/serve_load.py).
     gc.set_threshold(10_000, 50, 100)
-    def loaded() -> None:
-        _freeze_heap()
-        if on_loaded is not None:
-            on_loaded()
-
-    app = create_app(model, settings, threads=threads, providers=providers, on_loaded=loaded, on_failed=on_failed)
+    app = create_app(model, settings, threads=threads, providers=providers, on_loaded=_freeze_heap,
+                     on_settled=on_settled)
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                          timeout_graceful_shutdown=60))
 
