@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import numpy as np
 
 from cvae_sdk import Generator
 from cvae_sdk.bench import machine
+from cvae_sdk.replicas import worker_threads
 
 MAX_REQUESTS_PER_CLIENT = 20_000
 
@@ -125,9 +125,8 @@ def main() -> None:
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="the server's batcher delay")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
-    local = in_process(args.model, args.threads or cores, args.seconds)
-    server, url = start_server(args.model, args.threads or max(1, cores // args.workers), args.max_delay_ms,
+    local = in_process(args.model, args.threads or worker_threads(1), args.seconds)
+    server, url = start_server(args.model, args.threads or worker_threads(args.workers), args.max_delay_ms,
                                args.workers)
     try:
         rows = [measure(url, clients, args.seconds) for clients in (1, 16, 64)]

@@ -41,8 +41,8 @@ def serve_workers(model: str | Path | None, settings: ServeSettings, *, workers:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("--workers above 1 needs SO_REUSEPORT (Linux, macOS, BSD); on this system run one "
                          "server per port behind a load balancer instead")
-    if threads is None:  # the workers share the cores instead of each spinning threads on all of them
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    if threads is None:
+        threads = worker_threads(workers)
     sockets, port = _bind(host, port, workers)
     context = multiprocessing.get_context("spawn")
     ready = [context.Event() for _ in sockets]
@@ -79,6 +79,12 @@ def serve_workers(model: str | Path | None, settings: ServeSettings, *, workers:
         codes = {p.name: p.exitcode for p in processes}
         raise ChildProcessError(f"a worker stopped on its own (exit codes {codes}), so every worker was "
                                 "stopped; its own error, if it printed one, is above")
+
+
+def worker_threads(workers: int) -> int:
+    """onnxruntime threads per worker when none are given: the cores shared out, so the workers do
+    not each spin threads on all of them."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _bind(host: str, port: int, count: int) -> tuple[list[socket.socket], int]:
