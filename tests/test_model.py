@@ -40,6 +40,16 @@ def test_folded_subpixel_decoder_is_the_trained_function(shape: tuple[int, int, 
         want, got = decoder(z, y), folded(z, y)
     assert got.shape == want.shape == (9, *shape)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    # files exported before the channels-last map hold fc.1 with rows in (c, h, w) order: same function
+    c, h, w = folded.base
+    older = {k: v for k, v in folded.state_dict().items() if not k.startswith("to_map.")}
+    for suffix in ("weight", "bias"):
+        rows = folded.state_dict()["to_map." + suffix]
+        older["fc.1." + suffix] = rows.reshape(h, w, c, -1).permute(2, 0, 1, 3).reshape(rows.shape)
+    reloaded = FoldedSubpixelDecoder(cfg).eval()
+    reloaded.load_state_dict(older)
+    with torch.inference_mode():
+        assert torch.equal(reloaded(z, y), got)
     with pytest.raises(ValueError, match="only a sub-pixel decoder folds"):
         FoldedSubpixelDecoder.fold(decoder, ModelConfig(image_shape=shape, num_classes=4, upsample="transpose"))
 

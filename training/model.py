@@ -203,29 +203,48 @@ class ConvDecoder(nn.Module):
 
 
 class FoldedSubpixelDecoder(nn.Module):
-    """The sub-pixel :class:`ConvDecoder` in the form export writes: the same function, one shuffle.
+    """The sub-pixel :class:`ConvDecoder` in the form export writes: the same function, laid out for the engine.
 
     The trained decoder runs conv1 -> shuffle(2) -> ReLU -> conv2 -> shuffle(2). ReLU commutes with
     a shuffle, and conv2's 3x3 window on the 2x finer map covers at most one coarse pixel either
     side, so conv2 can run on the coarse map instead: 4ch -> 16 * C channels (one per output
-    channel and 4x4 sub-pixel position), its weights placed by :meth:`fold`. The graph is then
-    Conv -> ReLU -> Conv -> DepthToSpace(4): no shuffle between the convolutions (a sixth of
-    onnxruntime's time at 1,024 rows, unfolded) and no layout changes between them.
+    channel and 4x4 sub-pixel position), its weights placed by :meth:`fold`. No shuffle then sits
+    between the convolutions (a sixth of onnxruntime's time at 1,024 rows, unfolded).
+
+    The coarse map also leaves the Linear channels-last (``to_map``'s rows in (h, w, c) order) and
+    the 4x4 sub-pixel outputs are placed by one channels-last reshuffle instead of DepthToSpace.
+    onnxruntime runs int8 convolutions channels-last, so the layout changes it would otherwise add
+    around them cancel against these: its int8 graph keeps one small transpose of the output.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c, ch = cfg.image_shape[0], cfg.conv_channels
         self.image_shape = cfg.image_shape
-        self.base, self.input, self.fc = _coarse_map_layers(cfg)
+        self.base, self.input, fc = _coarse_map_layers(cfg)
+        self.to_map = fc[1]  # rows in (h, w, c) order
         self.conv1 = nn.Conv2d(2 * ch, 4 * ch, 3, padding=1)
         self.conv2 = nn.Conv2d(4 * ch, 16 * c, 3, padding=1)
 
     def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
-        h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
-        h = self.conv2(F.relu(self.conv1(h)))                      # (B, 16C, H/4, W/4)
-        _, height, width = self.image_shape
-        return F.pixel_shuffle(h, 4)[:, :, :height, :width]        # (B, C, H, W)
+        c, h, w = self.base
+        rows = F.relu(self.to_map(F.relu(self.input(z, y_onehot))))   # (B, h*w*c)
+        m = rows.view(-1, h, w, c).permute(0, 3, 1, 2)                  # (B, c, h, w)
+        m = self.conv2(F.relu(self.conv1(m)))                           # (B, 16C, h, w): (C, 4, 4) per pixel
+        channels, height, width = self.image_shape
+        pixels = (m.permute(0, 2, 3, 1).reshape(-1, h, w, channels, 4, 4)  # (B, h, w, C, 4, 4)
+                  .permute(0, 3, 1, 4, 2, 5).reshape(-1, channels, 4 * h, 4 * w))  # (B, C, 4h, 4w)
+        return pixels[:, :, :height, :width]                            # (B, C, H, W)
+
+    def _load_from_state_dict(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Files exported before the channels-last map hold ``fc.1`` with rows in (c, h, w) order."""
+        c, h, w = self.base
+        for suffix in ("weight", "bias"):
+            old = state.pop(prefix + "fc.1." + suffix, None)
+            if old is not None and prefix + "to_map." + suffix not in state:
+                rows = old.reshape(c, h, w, -1).permute(1, 2, 0, 3).reshape(old.shape)
+                state[prefix + "to_map." + suffix] = rows
+        super()._load_from_state_dict(state, prefix, *args)
 
     @classmethod
     def fold(cls, decoder: nn.Module, cfg: ModelConfig) -> FoldedSubpixelDecoder:
@@ -245,9 +264,9 @@ class FoldedSubpixelDecoder(nn.Module):
                 w2[cf * 4 + a2 * 2 + b2_, :, dy + 1, dx + 1]
         bias = b2.view(c, 1, 2, 1, 2).expand(c, 2, 2, 2, 2).reshape(-1)  # (16C,): (cf, a, a2, b, b2)
         folded = cls(cfg)
-        folded.load_state_dict({**{k: v for k, v in trained.items() if k.startswith(("input.", "fc."))},
+        folded.load_state_dict({**{k: v for k, v in trained.items() if k.startswith(("input.", "fc.1."))},
                                 "conv1.weight": trained["deconvs.0.weight"], "conv1.bias": trained["deconvs.0.bias"],
-                                "conv2.weight": weight, "conv2.bias": bias})
+                                "conv2.weight": weight, "conv2.bias": bias})  # fc.1 rows reordered on load
         return folded
 
 
