@@ -7,7 +7,8 @@ measured in the same run with the same threads.
 
 Engines: ``sdk-fp32``, ``sdk-int8`` (given an int8 artifact), ``torch-eager`` and
 ``torch-compile`` (the torch training backend's ``bench_engine``, which needs the [train] extra;
-the decoder is rebuilt from the artifact's own initializers), and on CUDA machines the SDK's CUDA
+the decoder is rebuilt from the artifact's own initializers), ``openvino`` and ``openvino-int8``
+(OpenVINO's CPU plugin on the float32 and the int8 file; the [openvino] extra), and on CUDA machines the SDK's CUDA
 fast path against PyTorch CUDA eager, like with like: ``sdk-cuda`` and ``torch-cuda`` copy float32
 samples to the host; ``sdk-cuda-device`` and ``torch-cuda-device`` leave them on the GPU;
 ``sdk-cuda-uint8`` converts on the device (a quarter of the bytes to the host) and
@@ -40,8 +41,10 @@ import numpy as np
 from cvae_sdk.generator import OutputType
 
 BATCHES = (1, 16, 256, 4096, 65536)
-CPU_ENGINES = ("torch-eager", "torch-compile", "openvino", "sdk-fp32", "sdk-int8")
-COMPETITORS = ("torch-eager", "torch-compile", "openvino")  # what the SDK's CPU engines are compared with
+CPU_ENGINES = ("torch-eager", "torch-compile", "openvino", "openvino-int8", "sdk-fp32", "sdk-int8")
+COMPETITORS = ("torch-eager", "torch-compile", "openvino")  # float32 engines: what sdk-fp32 is compared with
+INT8_COMPETITORS = ("openvino-int8",)  # the same int8 file elsewhere: sdk-int8 meets these too
+INT8_ENGINES = ("sdk-int8", "openvino-int8")  # engines that run the int8 artifact
 LOADED_CORES = 0.25  # other processes' average busy cores during a run above which the report warns
 CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
 CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float32 against torch's float32
@@ -133,7 +136,8 @@ Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> ti
 
 def _openvino_engine(model: Path, threads: int) -> Engine:
     """The same ONNX file compiled by OpenVINO's CPU plugin, float32 forced, doing the SDK's work: the
-    artifact's mixture prior at its temperature (the SDK's own sampler), decoded in the same chunks."""
+    artifact's mixture prior at its temperature (the SDK's own sampler), decoded in the same chunks.
+    Given the int8 file, OpenVINO runs its quantised ops in int8 and the rest in float32."""
     try:
         import openvino as ov
     except ImportError as err:
@@ -187,7 +191,7 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
         make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
     elif engine in SDK_OUTPUT:
         make, providers = _sdk_engine(model, threads, [CUDA_PROVIDER], SDK_OUTPUT[engine])
-    elif engine == "openvino":
+    elif engine in ("openvino", "openvino-int8"):
         make, providers = _openvino_engine(model, threads)
     else:
         from cvae_sdk.backends import capability
@@ -287,11 +291,11 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
     started, load_start = time.perf_counter(), cpu_seconds() if Path("/proc/stat").is_file() else None
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    artifact = {"sdk-int8": int8_model, "sdk-cuda-fp16": fp16_model}
+    artifact = {"sdk-int8": int8_model, "openvino-int8": int8_model, "sdk-cuda-fp16": fp16_model}
     for engine in engines:
         path = artifact.get(engine, model)
         if path is None:
-            flag = "int8" if engine == "sdk-int8" else "fp16"
+            flag = "int8" if engine in INT8_ENGINES else "fp16"
             skipped[engine] = f"no {flag} artifact (export with --{flag}, pass --{flag}-model)"
             continue
         args = f"{engine!r}, Path({str(path)!r}), {threads}, {list(batches)!r}, {min_seconds}"
@@ -342,16 +346,22 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def vs_best_competitor(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per batch: the fastest of torch eager, torch.compile and OpenVINO, and each SDK CPU engine's ratio to it."""
+    """Per batch: the fastest float32 competitor (torch eager, torch.compile, OpenVINO) and sdk-fp32's
+    ratio to it; the fastest of those and OpenVINO on the int8 file, and sdk-int8's ratio to that."""
     out: dict[str, dict[str, Any]] = {}
     for batch in sorted({r["batch"] for r in rows}):
         here = {r["engine"]: r["samples_per_s"] for r in rows if r["batch"] == batch}
-        rivals = {e: v for e, v in here.items() if e in COMPETITORS}
-        if not rivals:
-            continue
-        best = max(rivals, key=lambda e: rivals[e])
-        out[str(batch)] = {"best_competitor": best, **{f"{e}/best": here[e] / rivals[best]
-                                                        for e in ("sdk-fp32", "sdk-int8") if e in here}}
+        entry: dict[str, Any] = {}
+        for sdk, field, pool in (("sdk-fp32", "best_competitor", COMPETITORS),
+                                 ("sdk-int8", "best_competitor_int8", COMPETITORS + INT8_COMPETITORS)):
+            rivals = {e: v for e, v in here.items() if e in pool}
+            if rivals:
+                best = max(rivals, key=lambda e: rivals[e])
+                entry[field] = best
+                if sdk in here:
+                    entry[f"{sdk}/best"] = here[sdk] / rivals[best]
+        if entry:
+            out[str(batch)] = entry
     return out
 
 
@@ -364,8 +374,11 @@ def format_table(report: dict[str, Any]) -> str:
     for engine, why in report["skipped"].items():
         lines.append(f"{engine:<16} skipped: {why}")
     for batch, best in report.get("vs_best_competitor", {}).items():
-        ratios = ", ".join(f"{k.split('/')[0]} {v:.2f}x" for k, v in best.items() if k.endswith("/best"))
-        lines.append(f"batch {batch:>6}: best competitor {best['best_competitor']}; {ratios}")
+        parts = [f"sdk-fp32 {best['sdk-fp32/best']:.2f}x the best float32 competitor ({best['best_competitor']})"
+                 if "sdk-fp32/best" in best else "",
+                 f"sdk-int8 {best['sdk-int8/best']:.2f}x the best competitor ({best['best_competitor_int8']})"
+                 if "sdk-int8/best" in best else ""]
+        lines.append(f"batch {batch:>6}: " + "; ".join(part for part in parts if part))
     if (report.get("host_load") or {}).get("warning"):
         lines.append(f"WARNING: {report['host_load']['warning']}")
     b = report["batcher"]

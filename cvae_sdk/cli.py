@@ -435,8 +435,9 @@ def classifier(
 @friendly_errors
 def bench(
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
-    int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 engine (default: the "
-                                                        "model's int8 variant, if it has one).")] = None,
+    int8_model: Annotated[Path | None, typer.Option(help="int8 artifact for the sdk-int8 and openvino-int8 "
+                                                        "engines (default: the model's int8 variant, if it has "
+                                                        "one).")] = None,
     fp16_model: Annotated[Path | None, typer.Option(help="fp16 artifact for the sdk-cuda-fp16 engine.")] = None,
     threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
     batch: Annotated[list[int] | None, typer.Option(metavar="N", help="Batch size; repeat for several (default: 1 16 "
@@ -446,7 +447,7 @@ def bench(
     min_seconds: Annotated[float, typer.Option(help="Timed seconds per engine and batch size.")] = 1.0,
     out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
 ) -> None:
-    """Benchmark sampling: PyTorch eager/compile vs the SDK (fp32, int8, CUDA), same weights."""
+    """Benchmark sampling: PyTorch eager/compile and OpenVINO vs the SDK (fp32, int8, CUDA), same weights."""
     from cvae_sdk.artifact import variant_path
     from cvae_sdk.bench import BATCHES, format_table, plot, run_benchmark
     from cvae_sdk.generator import model_file

@@ -18,7 +18,7 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
     done = subprocess.run(
         [sys.executable, "-m", "cvae_sdk", "bench", "--model", str(tiny_model), "--batch", "1", "--batch", "16",
          "--engine", "sdk-fp32", "--engine", "torch-eager", "--engine", "openvino", "--engine", "sdk-cuda",
-         "--engine", "sdk-int8",
+         "--engine", "sdk-int8", "--engine", "openvino-int8",
          "--min-seconds", "0.05", "--threads", "1", "--out-dir", str(tmp_path)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -38,14 +38,24 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
         assert best["best_competitor"] == max(rivals, key=lambda e: rivals[e])
         assert best["sdk-fp32/best"] == rate[("sdk-fp32", int(batch))] / max(rivals.values())
     assert report["host_load"]["other_busy_cores"] >= 0 and "warning" in report["host_load"]
-    assert "no int8 artifact" in report["skipped"]["sdk-int8"]
+    assert all("no int8 artifact" in report["skipped"][e] for e in ("sdk-int8", "openvino-int8"))
     if "CUDAExecutionProvider" not in ort.get_available_providers():  # asked for, not silently run on CPU
         assert "CUDAExecutionProvider" in report["skipped"]["sdk-cuda"]
     batcher = report["batcher"]
     assert batcher["speedup"] > 0 and batcher["ceiling_speedup"] == batcher["ceiling_samples_per_s"] / batcher[
         "direct_samples_per_s"] > 0
     table = done.stdout.split("\n{")[0]
-    assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table and "best competitor" in table
+    assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table and "best float32 competitor" in table
+
+
+def test_int8_is_compared_with_int8_rivals_too_and_fp32_only_with_float32_ones() -> None:
+    from cvae_sdk.bench import vs_best_competitor
+
+    rates = {"torch-eager": 10.0, "torch-compile": 30.0, "openvino": 20.0, "openvino-int8": 50.0,
+             "sdk-fp32": 45.0, "sdk-int8": 60.0}
+    report = vs_best_competitor([{"engine": e, "batch": 16, "samples_per_s": v} for e, v in rates.items()])
+    assert report == {"16": {"best_competitor": "torch-compile", "sdk-fp32/best": 1.5,
+                             "best_competitor_int8": "openvino-int8", "sdk-int8/best": 1.2}}
 
 
 def test_the_openvino_engine_draws_what_the_sdk_draws(tiny_model: Path) -> None:
