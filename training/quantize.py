@@ -37,7 +37,7 @@ QUANTIZATION_TAG = {"int8": "int8-static", "fp16": "fp16"}
 CALIBRATION_BATCHES, CALIBRATION_PER_LABEL = 8, 64
 # Ops quantised: those onnxruntime's CPU provider runs in int8, and the ReLUs after them, folded
 # into their output range (else each int8 op's output is dequantised, ReLU'd in float32 and
-# quantised again: a fifth of the int8 decoder's time at batch 256). onnxruntime keeps the
+# quantised again: an eighth of onnxruntime's int8 profile at batch 256). onnxruntime keeps the
 # reshapes and transposes between quantised ops in uint8 by itself. ConvTranspose is left out: it
 # has no int8 kernel, so Q/DQ pairs around it (and its weight dequantised on every run) only add
 # time (transposed-conv model: batch 1 +23%, batch 4096 +9% without them).
