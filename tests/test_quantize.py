@@ -79,7 +79,8 @@ def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, t
 def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path, upsample: str,
                                                int8: tuple[str, ...], kept_float: tuple[str, ...]) -> None:
     # onnxruntime has no int8 ConvTranspose on CPU: Q/DQ around it would only dequantise its
-    # weight on every run, so a transposed-conv decoder's ConvTransposes stay float; Gemm and Conv go int8
+    # weight on every run, so a transposed-conv decoder's ConvTransposes stay float; Gemm and Conv go int8,
+    # except the first layer, which reads z and y themselves
     from cvae_sdk_training.export import export_generator
     from cvae_sdk_training.trainer import train
 
@@ -87,8 +88,11 @@ def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path, u
     export_generator(tmp_path / "run", tmp_path / "conv.onnx")
     graph = quantize_module._int8(tmp_path / "conv.onnx").graph
     made_by = {out: node.op_type for node in graph.node for out in node.output}
-    fed = {op: [made_by.get(name) for node in graph.node if node.op_type == op for name in node.input[:2]]
-           for op in int8 + kept_float}
+    first = {node.name for node in graph.node if {"z", "y"} & set(node.input)}  # the input layer stays float32
+    assert first and all(made_by.get(name) != "DequantizeLinear" for node in graph.node if node.name in first
+                         for name in node.input)
+    fed = {op: [made_by.get(name) for node in graph.node if node.op_type == op and node.name not in first
+                for name in node.input[:2]] for op in int8 + kept_float}
     for op in int8:
         assert fed[op] and set(fed[op]) == {"DequantizeLinear"}, op
     for op in kept_float:
