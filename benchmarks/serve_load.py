@@ -9,6 +9,7 @@ in time and count. Prints a table, then one JSON line; ``--out`` also writes the
 
     python benchmarks/serve_load.py --seconds 5 --out benchmarks/results/serve_load.json
     python benchmarks/serve_load.py --workers 2 --out benchmarks/results/serve_load_workers.json
+    python benchmarks/serve_load.py --provider CUDAExecutionProvider --seconds 3   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from cvae_sdk.replicas import worker_threads
 MAX_REQUESTS_PER_CLIENT = 20_000
 
 
-def start_server(model: str | None, threads: int, delay_ms: float, workers: int
+def start_server(model: str | None, threads: int, delay_ms: float, workers: int, provider: str
                  ) -> tuple[subprocess.Popen[str], str]:
     args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", "--threads", str(threads),
-            "--max-delay-ms", str(delay_ms), "--workers", str(workers)]
+            "--max-delay-ms", str(delay_ms), "--workers", str(workers), "--provider", provider]
     server = subprocess.Popen(args + ([model] if model else []), stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
     if "serving on" not in line:
@@ -101,8 +102,8 @@ def measure(url: str, clients: int, seconds: float) -> dict[str, Any]:
             "p99_ms": 1e3 * float(np.percentile(latencies, 99))}
 
 
-def in_process(model: str | None, threads: int, seconds: float) -> dict[str, Any]:
-    gen = Generator.from_pretrained(model, providers=["CPUExecutionProvider"], threads=threads)
+def in_process(model: str | None, threads: int, seconds: float, provider: str) -> dict[str, Any]:
+    gen = Generator.from_pretrained(model, providers=[provider], threads=threads)
     latencies = []
     deadline = time.perf_counter() + seconds
     for i in range(MAX_REQUESTS_PER_CLIENT):
@@ -123,11 +124,13 @@ def main() -> None:
                         help="onnxruntime threads (default: the cores, shared out among the server's workers)")
     parser.add_argument("--workers", type=int, default=1, help="the server's processes (serve --workers)")
     parser.add_argument("--max-delay-ms", type=float, default=0.0, help="the server's batcher delay")
+    parser.add_argument("--provider", default="CPUExecutionProvider",
+                        help="execution provider of the server and the library (CUDAExecutionProvider on a GPU)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    local = in_process(args.model, args.threads or worker_threads(1), args.seconds)
+    local = in_process(args.model, args.threads or worker_threads(1), args.seconds, args.provider)
     server, url = start_server(args.model, args.threads or worker_threads(args.workers), args.max_delay_ms,
-                               args.workers)
+                               args.workers, args.provider)
     try:
         rows = [measure(url, clients, args.seconds) for clients in (1, 16, 64)]
     finally:
@@ -135,7 +138,7 @@ def main() -> None:
         server.wait(timeout=60)
     one = rows[0]
     report = {"benchmark": "serve_load", "machine": machine(), "seconds_per_level": args.seconds,
-              "max_delay_ms": args.max_delay_ms, "workers": args.workers,
+              "max_delay_ms": args.max_delay_ms, "workers": args.workers, "provider": args.provider,
               "model": args.model or "shipped", "in_process": local, "rows": rows,
               "speedup_64_vs_1": rows[-1]["requests_per_s"] / one["requests_per_s"],
               "server_overhead_ms_at_1": one["p50_ms"] - local["p50_ms"]}

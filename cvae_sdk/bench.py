@@ -46,7 +46,14 @@ COMPETITORS = ("torch-eager", "torch-compile", "openvino")  # float32 engines: w
 INT8_COMPETITORS = ("openvino-int8",)  # the same int8 file elsewhere: sdk-int8 meets these too
 INT8_ENGINES = ("sdk-int8", "openvino-int8")  # engines that run the int8 artifact
 LOADED_CORES = 0.25  # other processes' average busy cores during a run above which the report warns
-CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "sdk-cuda", "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
+CUDA_ENGINES = ("torch-cuda", "torch-cuda-device", "torch-cuda-graphs", "torch-cuda-graphs-device", "sdk-cuda",
+                "sdk-cuda-uint8", "sdk-cuda-device", "sdk-cuda-fp16")
+# On CUDA, each SDK engine against the torch engines that hand over the same thing: host arrays, or
+# tensors left on the GPU (uint8 is the SDK's way to host arrays, fp16 its way to device ones)
+CUDA_COMPETITORS = {"sdk-cuda": ("torch-cuda", "torch-cuda-graphs"),
+                    "sdk-cuda-uint8": ("torch-cuda", "torch-cuda-graphs"),
+                    "sdk-cuda-device": ("torch-cuda-device", "torch-cuda-graphs-device"),
+                    "sdk-cuda-fp16": ("torch-cuda-device", "torch-cuda-graphs-device")}
 CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float32 against torch's float32
 SDK_OUTPUT: dict[str, OutputType] = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device",
                                      "sdk-cuda-fp16": "device"}
@@ -198,7 +205,8 @@ def worker(engine: str, model: Path, threads: int, batches: list[int], min_secon
 
         make, providers = capability("torch", "bench_engine")(
             model, threads, "cuda" if engine.startswith("torch-cuda") else "cpu",
-            compiled=engine == "torch-compile", to_host=engine != "torch-cuda-device")
+            compiled=engine == "torch-compile", to_host=not engine.endswith("-device"),
+            graphs=engine.startswith("torch-cuda-graphs"))
     rows = []
     for batch in batches:
         call = make(batch)
@@ -347,13 +355,17 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def vs_best_competitor(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per batch: the fastest float32 competitor (torch eager, torch.compile, OpenVINO) and sdk-fp32's
-    ratio to it; the fastest of those and OpenVINO on the int8 file, and sdk-int8's ratio to that."""
+    ratio to it; the fastest of those and OpenVINO on the int8 file, and sdk-int8's ratio to that;
+    on CUDA, each SDK engine's ratio to the fastest torch engine with the same output (eager or
+    CUDA graphs, ``CUDA_COMPETITORS``)."""
     out: dict[str, dict[str, Any]] = {}
+    pools = [("sdk-fp32", "best_competitor", COMPETITORS),
+             ("sdk-int8", "best_competitor_int8", COMPETITORS + INT8_COMPETITORS),
+             *((sdk, f"best_competitor_{sdk}", pool) for sdk, pool in CUDA_COMPETITORS.items())]
     for batch in sorted({r["batch"] for r in rows}):
         here = {r["engine"]: r["samples_per_s"] for r in rows if r["batch"] == batch}
         entry: dict[str, Any] = {}
-        for sdk, field, pool in (("sdk-fp32", "best_competitor", COMPETITORS),
-                                 ("sdk-int8", "best_competitor_int8", COMPETITORS + INT8_COMPETITORS)):
+        for sdk, field, pool in pools:
             rivals = {e: v for e, v in here.items() if e in pool}
             if rivals:
                 best = max(rivals, key=lambda e: rivals[e])
@@ -378,6 +390,8 @@ def format_table(report: dict[str, Any]) -> str:
                  if "sdk-fp32/best" in best else "",
                  f"sdk-int8 {best['sdk-int8/best']:.2f}x the best competitor ({best['best_competitor_int8']})"
                  if "sdk-int8/best" in best else ""]
+        parts += [f"{sdk} {best[sdk + '/best']:.2f}x {best['best_competitor_' + sdk]}"
+                  for sdk in CUDA_COMPETITORS if sdk + "/best" in best]
         lines.append(f"batch {batch:>6}: " + "; ".join(part for part in parts if part))
     if (report.get("host_load") or {}).get("warning"):
         lines.append(f"WARNING: {report['host_load']['warning']}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -102,6 +103,11 @@ class DeviceSamples:
     def device(self) -> str:
         return str(self._value.device_name())
 
+    @property
+    def data_ptr(self) -> int:
+        """The device address of the first sample (a DLPack consumer sees the same one: no copy)."""
+        return int(self._value.data_ptr())
+
     def numpy(self) -> np.ndarray:
         """A copy in host memory."""
         return np.array(self._value.numpy(), copy=True)
@@ -118,34 +124,53 @@ class DeviceSamples:
 
 
 class _OwnerThread:
-    """Runs every job of one runner on a single daemon thread, in order; callers wait for results."""
+    """Runs every job of one runner on a single daemon thread, in order; callers wait for results.
+
+    The thread holds no reference to its runner between jobs, so a discarded runner is collected,
+    and its finaliser stops the thread (:meth:`stop`).
+    """
 
     def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._started = threading.Lock()
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def call(self, job: Callable[[], T]) -> T:
         if threading.current_thread() is self._thread:
             return job()
-        with self._started:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("this Generator is closed; open a new one with Generator.from_pretrained")
             if not self._thread.is_alive():
                 self._thread.start()
-        future: Future[T] = Future()
-        self._jobs.put((future, job))
+            self._jobs.put((future, job))
         return future.result()
+
+    def stop(self) -> None:
+        """End the thread after the jobs already queued; later calls raise."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            started = self._thread.is_alive()
+            self._jobs.put(None)
+        if started and threading.current_thread() is not self._thread:
+            self._thread.join()
 
     @property
     def ident(self) -> int | None:
         return self._thread.ident
 
     def _work(self) -> None:
-        while True:
-            future, job = self._jobs.get()
+        while (item := self._jobs.get()) is not None:
+            future, job = item
             try:
                 future.set_result(job())
             except BaseException as err:  # handed to the waiting caller
                 future.set_exception(err)
+            del item, future, job  # nothing of the last job (and its runner) stays reachable from here
 
 
 class _Bucket:
@@ -183,6 +208,20 @@ class BoundRunner:
         self._bound: dict[int, _Bucket] = {}
         self._kernels: dict[str, ort.InferenceSession] = {}
         self.owner = _OwnerThread(f"cvae-sdk-{device}{device_id}")
+        weakref.finalize(self, self.owner.stop)  # a runner dropped without close() ends its thread too
+
+    def close(self) -> None:
+        """Release the sessions and device buffers (on the thread that made them) and end the owner thread."""
+        def release() -> None:
+            self._bound.clear()
+            self._kernels.clear()
+            self._plain = None
+
+        try:
+            self.owner.call(release)
+        except RuntimeError:  # already closed
+            return
+        self.owner.stop()
 
     def allocate(self, shape: tuple[int, ...], dtype: Any) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), dtype, self.device, self.device_id)

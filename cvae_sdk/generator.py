@@ -103,7 +103,12 @@ def model_file(path: str | Path | None = None, variant: Variant | None = None) -
 
 
 class Generator:
-    """Samples images for chosen labels. Safe to share between threads."""
+    """Samples images for chosen labels. Safe to share between threads.
+
+    ``close()`` (or ``with Generator.from_pretrained(...) as gen:``) releases its onnxruntime
+    sessions, GPU buffers and CUDA owner thread at once; a Generator that is dropped releases them
+    when it is collected.
+    """
 
     def __init__(self, session: ort.InferenceSession, config: ArtifactConfig, model_path: Path,
                  chunk_size: int = CPU_CHUNK, runner: BoundRunner | None = None) -> None:
@@ -164,6 +169,23 @@ class Generator:
                                  graphs=graphs, max_batch=chunk_size)
         return cls(session, config, model_path, chunk_size, runner)
 
+    def close(self) -> None:
+        """Release the sessions, device buffers and owner thread; later calls raise ``RuntimeError``."""
+        if self._runner is not None:
+            self._runner.close()
+        self._runner, self._session = None, None
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_session(self) -> ort.InferenceSession:
+        if self._session is None:
+            raise RuntimeError("this Generator is closed; open a new one with Generator.from_pretrained")
+        return self._session
+
     @property
     def config(self) -> ArtifactConfig:
         return self._config
@@ -180,7 +202,7 @@ class Generator:
     @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses, in priority order."""
-        return list(self._session.get_providers())
+        return list(self._open_session().get_providers())
 
     @overload
     def generate(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
@@ -372,7 +394,7 @@ class Generator:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
         if self._runner is not None:  # a CUDA-graph session runs only through its bound buffers
             return self._runner.run(z, y)  # at most chunk_size rows
-        result: np.ndarray = self._session.run(self._outputs, {INPUT_Z: z, INPUT_Y: y})[0]
+        result: np.ndarray = self._open_session().run(self._outputs, {INPUT_Z: z, INPUT_Y: y})[0]
         return result
 
     # --- helpers ---------------------------------------------------------------------------------

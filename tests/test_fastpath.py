@@ -188,12 +188,12 @@ def test_provider_selection() -> None:
     assert requested_providers("auto", [CPU]) == [CPU]
     with pytest.raises(ProviderUnavailableError, match="install 'cvae-sdk\\[gpu\\]'"):
         requested_providers([CUDA], [CPU])
-    assert cuda_options(CUDA, graphs=True) == (CUDA, {"cudnn_conv_algo_search": "HEURISTIC",
+    assert cuda_options(CUDA, graphs=True) == (CUDA, {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0",
                                                       "enable_cuda_graph": "1"})
     assert cuda_options(CUDA, graphs=False)[1]["enable_cuda_graph"] == "0"  # type: ignore[index]
-    mine = (CUDA, {"device_id": "1", "cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"})
+    mine = (CUDA, {"device_id": "1", "cudnn_conv_algo_search": "DEFAULT", "use_tf32": "1"})  # TF32 opted in
     assert cuda_options(mine, graphs=False) == (CUDA, {"device_id": "1", "cudnn_conv_algo_search": "DEFAULT",
-                                                       "use_tf32": "0", "enable_cuda_graph": "0"})
+                                                       "use_tf32": "1", "enable_cuda_graph": "0"})
     assert cuda_options(CPU, graphs=True) == CPU
 
 

@@ -61,8 +61,9 @@ class TorchBackend:
 
         return train_classifier(data, out, **options)
 
-    def bench_engine(self, model: Path, threads: int, device: str, *, compiled: bool, to_host: bool) -> Any:
+    def bench_engine(self, model: Path, threads: int, device: str, *, compiled: bool, to_host: bool,
+                     graphs: bool = False) -> Any:
         """A PyTorch reference engine for ``cvae-sdk bench`` on the artifact's own weights."""
         from .bench_engines import torch_engine
 
-        return torch_engine(model, threads, device, compiled=compiled, to_host=to_host)
+        return torch_engine(model, threads, device, compiled=compiled, to_host=to_host, graphs=graphs)

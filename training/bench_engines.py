@@ -43,8 +43,15 @@ def _check_same_function(module: torch.nn.Module, model: Path, config: Any) -> N
                          f"cannot time it in torch ({err})") from err
 
 
-def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_host: bool = True) -> Engine:
-    """Returns (batch -> timed call, the engine's label); the call samples and decodes one batch."""
+def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_host: bool = True,
+                 graphs: bool = False) -> Engine:
+    """Returns (batch -> timed call, the engine's label); the call samples and decodes one batch.
+
+    ``graphs`` (CUDA): the whole call (noise, prior, decoder) is captured once per batch size as
+    a CUDA graph and replayed, the strongest torch baseline for small batches (no per-kernel launch
+    cost); noise then comes from torch's default CUDA generator, which graphs support."""
+    if graphs and device != "cuda":
+        raise ValueError("CUDA graphs need device='cuda'")
     torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 as the SDK's CUDA engines run it (use_tf32=0)
     torch.backends.cudnn.allow_tf32 = False
@@ -63,19 +70,46 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
     generator = torch.Generator(device=device).manual_seed(0)
     chunk = CPU_CHUNK if device == "cpu" else GPU_CHUNK
 
+    def decode(y: Any, noise: Any) -> Any:
+        """y (B,) labels -> (B, C, H, W) samples, drawing with ``noise`` (a torch.Generator or None)."""
+        eps = torch.randn((y.shape[0], config.latent_dim, 1), generator=noise, device=device)
+        u = torch.rand((y.shape[0], 1), generator=noise, device=device)
+        comp = (u >= cdf[y]).sum(1).clamp(max=prior.num_components - 1)          # (B,)
+        z = means[y, comp] + temps[y, None] * (trils[y, comp] @ eps)[:, :, 0]    # (B, D)
+        return run(z, eye[y])
+
+    def make_graph(batch: int) -> Callable[[], object]:
+        labels = torch.arange(batch, device=device) % config.num_classes
+        torch.cuda.manual_seed(0)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(side):
+            for _ in range(3):  # warm-up outside capture (cuBLAS/cuDNN workspaces, lazy init)
+                decode(labels, None)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(graph):
+            out = decode(labels, None)
+
+        def call() -> object:
+            graph.replay()
+            if to_host:
+                return out.cpu().numpy()
+            torch.cuda.synchronize()
+            return out
+
+        return call
+
     def make(batch: int) -> Callable[[], object]:
+        if graphs:
+            return make_graph(batch)
         labels = torch.arange(batch, device=device) % config.num_classes
 
         def call() -> object:
             with torch.inference_mode():
                 parts = []
                 for lo in range(0, batch, chunk):
-                    y = labels[lo:lo + chunk]
-                    eps = torch.randn((y.shape[0], config.latent_dim, 1), generator=generator, device=device)
-                    u = torch.rand((y.shape[0], 1), generator=generator, device=device)
-                    comp = (u >= cdf[y]).sum(1).clamp(max=prior.num_components - 1)          # (B,)
-                    z = means[y, comp] + temps[y, None] * (trils[y, comp] @ eps)[:, :, 0]    # (B, D)
-                    out = run(z, eye[y])
+                    out = decode(labels[lo:lo + chunk], generator)
                     parts.append(out.cpu().numpy() if to_host else out)
                 if not to_host:
                     torch.cuda.synchronize()
@@ -84,4 +118,5 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
 
         return call
 
-    return make, [f"torch-{device}{'-compiled' if compiled else ''}{'' if to_host else '-device'}"]
+    suffix = f"{'-compiled' if compiled else ''}{'-graphs' if graphs else ''}{'' if to_host else '-device'}"
+    return make, [f"torch-{device}{suffix}"]

@@ -117,11 +117,12 @@ def _fp16(proto: Any) -> Any:
 
 
 def fidelity_gate(fp32: Path, candidate: Path, classifier: EvalClassifier, samples_per_label: int,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, providers: list[Any] | None = None) -> dict[str, Any]:
+    """Label fidelity of both files on the same seeded samples, each run on ``providers`` (default: CPU)."""
     results = {}
     outputs = {}
     for name, path in (("fp32", fp32), ("variant", candidate)):
-        gen = Generator.from_pretrained(path, providers=["CPUExecutionProvider"])
+        gen = Generator.from_pretrained(path, providers=providers or ["CPUExecutionProvider"])
         out = gen.generate(list(range(gen.config.num_classes)), samples_per_label, rng=seed)
         predicted, _ = classifier.predict(out.samples)
         results[name] = float((predicted == out.labels).mean())
