@@ -59,6 +59,11 @@ install() {
     ln -sfn "$PWD/training" "$SITE/cvae_sdk_training"  # the training backend, as the wheel installs it
 }
 
+# what the machine had before this run's wheels shadow it (the CLI's typer, the server's stack)
+"$PY" -c 'import importlib.metadata as m
+for name in ("typer", "rich", "click", "onnxruntime", "fastapi", "pydantic"):
+    try: print(f"before install: {name} {m.version(name)}")
+    except m.PackageNotFoundError: print(f"before install: {name} absent")' 2>&1 | tee -a "$LOG"
 step install 120 install
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -93,7 +98,7 @@ print('CUDA session:', reason or 'runs on CUDAExecutionProvider')
 sys.exit(0 if reason is None else 3)" 2>&1 | tee -a "$LOG"
 ON_GPU=$([ "${PIPESTATUS[0]}" -eq 0 ] && echo 1 || echo 0)
 
-step tests 210 "$PY" -m pytest tests/gpu -q -rs -p no:cacheprovider --junitxml="$OUT_DIR/gpu-tests.xml"
+step tests 210 "$PY" -m pytest tests/gpu -q -rs -p no:cacheprovider -o junit_family=xunit1 --junitxml="$OUT_DIR/gpu-tests.xml"
 
 if [ "$ON_GPU" = 1 ]; then
     FP16=${GPU_FP16_MODEL:-$PARTS/mnist-cvae.fp16.onnx}
@@ -103,11 +108,13 @@ if [ "$ON_GPU" = 1 ]; then
     if [ -f "$FP16" ]; then engines+=(sdk-cuda-fp16); fp16_args=(--fp16-model "$FP16"); fi
     engine_args=()
     for e in "${engines[@]}"; do engine_args+=(--engine "$e"); done
-    step bench 170 "$PY" -m cvae_sdk bench --threads 2 --min-seconds 0.3 "${engine_args[@]}" "${fp16_args[@]}" \
-        --out-dir "$OUT_DIR"
+    step bench 200 "$PY" -m cvae_sdk bench --threads 2 --min-seconds 0.3 "${engine_args[@]}" "${fp16_args[@]}" \
+        --batch 1 --batch 16 --batch 64 --batch 256 --batch 4096 --batch 65536 --out-dir "$OUT_DIR"
+    rm -f "$OUT_DIR/bench.png"  # made again from bench.json where the results land (8 files come back)
     step serve 50 "$PY" benchmarks/serve_load.py --provider CUDAExecutionProvider --seconds 2 \
         --out "$OUT_DIR/serve_load.json"
-    step train 90 "$PY" benchmarks/gpu_train.py "$OUT_DIR/train.json"
+    step train 120 "$PY" benchmarks/gpu_train.py "$OUT_DIR/train.json"
+    step memory 90 "$PY" benchmarks/gpu_memory.py "$OUT_DIR/memory.json"
 else
     say "bench, serve, train on CUDA: skipped (no CUDA session on this machine)"
 fi

@@ -54,7 +54,7 @@ def estimate_nll(model: CVAE, x: torch.Tensor, y: torch.Tensor, *, k: int = 1000
             xb, yb = x[start:start + batch], y[start:start + batch]
             mu, logvar = model.encode(xb, yb)                                    # (B, D)
             std = (0.5 * logvar).exp()
-            eps = torch.randn((k, *mu.shape), generator=generator)              # (S, B, D)
+            eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device)  # (S, B, D), drawn on the CPU
             z = mu + std * eps
             logits = model.decode_logits(z.flatten(0, 1), yb.repeat(k))         # (S*B, C, H, W)
             log_px = -model.recon_nll(logits, xb.repeat(k, 1, 1, 1)).view(k, -1)  # (S, B)

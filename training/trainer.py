@@ -406,9 +406,9 @@ class _Loop:
         cfg = self.model.cfg
         noise = torch.Generator().manual_seed(self.config.seed + 4)
         y = torch.arange(cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
-        mean, logvar = self.model.prior(y)
-        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=noise)
-        images = self.model.decode(z.to(self.device), y.to(self.device)).cpu().numpy()
+        mean, logvar = self.model.prior(y.to(self.device))                     # (K * n, D) on the device
+        eps = torch.randn(mean.shape, generator=noise).to(self.device)          # drawn on the CPU: same on any device
+        images = self.model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
         predicted, _ = self.classifier.predict(images)
         confusion = np.zeros((cfg.num_classes, cfg.num_classes), dtype=np.int64)  # (requested, seen)
         np.add.at(confusion, (y.numpy(), predicted), 1)
