@@ -111,15 +111,25 @@ if [ "$ON_GPU" = 1 ]; then
     step bench 200 "$PY" -m cvae_sdk bench --threads 2 --min-seconds 0.3 "${engine_args[@]}" "${fp16_args[@]}" \
         --batch 1 --batch 16 --batch 64 --batch 256 --batch 4096 --batch 65536 --out-dir "$OUT_DIR"
     rm -f "$OUT_DIR/bench.png"  # made again from bench.json where the results land (8 files come back)
+    step profile 150 "$PY" benchmarks/gpu_profile.py "$OUT_DIR/profile.json" "${fp16_args[@]/--fp16-model/--fp16}"
+    exhaustive=(--engine sdk-cuda --engine sdk-cuda-device)
+    [ -f "$FP16" ] && exhaustive+=(--engine sdk-cuda-fp16)
+    step bench-exhaustive 120 "$PY" -m cvae_sdk bench --threads 2 --min-seconds 0.3 "${exhaustive[@]}" \
+        "${fp16_args[@]}" --cuda-option cudnn_conv_algo_search=EXHAUSTIVE \
+        --batch 1 --batch 64 --batch 4096 --batch 65536 --out-dir "$OUT_DIR/exhaustive"
+    rm -f "$OUT_DIR/exhaustive/bench.png"
     step serve 50 "$PY" benchmarks/serve_load.py --provider CUDAExecutionProvider --seconds 2 \
         --out "$OUT_DIR/serve_load.json"
-    step train 120 "$PY" benchmarks/gpu_train.py "$OUT_DIR/train.json"
     step memory 90 "$PY" benchmarks/gpu_memory.py "$OUT_DIR/memory.json"
+    step train 120 "$PY" benchmarks/gpu_train.py "$OUT_DIR/train.json"
 else
     say "bench, serve, train on CUDA: skipped (no CUDA session on this machine)"
 fi
 
 step summary 30 "$PY" benchmarks/gpu_summary.py "$OUT_DIR"
+if [ -n "${GPU_COMPACT:-}" ]; then  # the device tool brings back 8 files: these are inside summary.json
+    rm -f "$OUT_DIR"/{machine,serve_load,train,memory}.json
+fi
 if [ "${#failed[@]}" -gt 0 ]; then
     say "failed: ${failed[*]}"
     [ "$ON_GPU" = 1 ] && exit 1

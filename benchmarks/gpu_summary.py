@@ -53,7 +53,7 @@ def bench(out: Path) -> dict[str, Any]:
 def main() -> None:
     out = Path(sys.argv[1])
     summary: dict[str, Any] = {"tests": tests(out), "bench": bench(out)}
-    for name in ("serve_load", "train", "machine"):
+    for name in ("serve_load", "train", "machine", "memory"):
         path = out / f"{name}.json"
         if path.is_file():
             summary[name] = json.loads(path.read_text())

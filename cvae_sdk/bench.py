@@ -192,12 +192,14 @@ def _sdk_engine(model: Path, threads: int, providers: list[Any], output_type: Ou
     return make, gen.providers
 
 
-def worker(engine: str, model: Path, threads: int, batches: list[int], min_seconds: float) -> list[dict[str, Any]]:
+def worker(engine: str, model: Path, threads: int, batches: list[int], min_seconds: float,
+           cuda_options: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Measure one engine; called in a fresh subprocess by :func:`run_benchmark`."""
     if engine in ("sdk-fp32", "sdk-int8"):
         make, providers = _sdk_engine(model, threads, ["CPUExecutionProvider"])
     elif engine in SDK_OUTPUT:
-        make, providers = _sdk_engine(model, threads, [CUDA_PROVIDER], SDK_OUTPUT[engine])
+        provider = (CUDA_PROVIDER[0], {**CUDA_PROVIDER[1], **(cuda_options or {})})
+        make, providers = _sdk_engine(model, threads, [provider], SDK_OUTPUT[engine])
     elif engine in ("openvino", "openvino-int8"):
         make, providers = _openvino_engine(model, threads)
     else:
@@ -290,8 +292,10 @@ def _in_subprocess(code: str) -> Any:
 
 def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Path | None = None,
                   threads: int = 2, batches: tuple[int, ...] = BATCHES, engines: tuple[str, ...] | None = None,
-                  min_seconds: float = 1.0) -> dict[str, Any]:
-    """Every engine on the same weights, one subprocess each; returns the whole report."""
+                  min_seconds: float = 1.0, cuda_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every engine on the same weights, one subprocess each; returns the whole report.
+
+    ``cuda_options`` (onnxruntime CUDA provider options) go to the SDK's CUDA engines."""
     import onnxruntime as ort
 
     if engines is None:
@@ -306,7 +310,7 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
             flag = "int8" if engine in INT8_ENGINES else "fp16"
             skipped[engine] = f"no {flag} artifact (export with --{flag}, pass --{flag}-model)"
             continue
-        args = f"{engine!r}, Path({str(path)!r}), {threads}, {list(batches)!r}, {min_seconds}"
+        args = f"{engine!r}, Path({str(path)!r}), {threads}, {list(batches)!r}, {min_seconds}, {cuda_options!r}"
         code = ("import json; from pathlib import Path; from cvae_sdk.bench import worker; "
                 f"print(json.dumps(worker({args})))")
         result = _in_subprocess(code)
@@ -331,7 +335,7 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
     load = host_load(load_start, time.perf_counter() - started) if load_start is not None else None
     return {"benchmark": "sampling_throughput", "model": str(model), "host_load": load,
             "int8_model": str(int8_model) if int8_model else None, "threads": threads, "machine": machine(),
-            "fp16_model": str(fp16_model) if fp16_model else None,
+            "fp16_model": str(fp16_model) if fp16_model else None, "cuda_options": cuda_options or {},
             "gemm_flops_per_s": gemm, "gemm_cuda_flops_per_s": gemm_cuda, "flops_per_sample": per_sample,
             "roofline_samples_per_s": gemm / per_sample if per_sample else None,
             "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows),

@@ -445,6 +445,9 @@ def bench(
     engine: Annotated[list[str] | None, typer.Option(metavar="ENGINE", help="Engine to run; repeat for several "
                                                                             "(default: all that apply).")] = None,
     min_seconds: Annotated[float, typer.Option(help="Timed seconds per engine and batch size.")] = 1.0,
+    cuda_option: Annotated[list[str] | None, typer.Option(
+        metavar="KEY=VALUE", help="onnxruntime CUDA provider option for the SDK's CUDA engines; repeat for "
+                                  "several (e.g. cudnn_conv_algo_search=EXHAUSTIVE).")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
 ) -> None:
     """Benchmark sampling: PyTorch eager/compile and OpenVINO vs the SDK (fp32, int8, CUDA), same weights."""
@@ -456,9 +459,15 @@ def bench(
     beside = variant_path(path, "int8")
     if int8_model is None and beside.is_file():
         int8_model = beside
+    options = {}
+    for item in cuda_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--cuda-option takes KEY=VALUE, got {item!r}")
+        options[key] = value
     report = run_benchmark(path, int8_model=int8_model, fp16_model=fp16_model, threads=threads,
                            batches=tuple(batch or BATCHES), engines=tuple(engine) if engine else None,
-                           min_seconds=min_seconds)
+                           min_seconds=min_seconds, cuda_options=options)
     typer.echo(format_table(report))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ the same sample index, bit for bit.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,10 @@ BLOCK = 1024
 MASK64 = (1 << 64) - 1
 NORMAL_STREAM, COMPONENT_STREAM = 0, 1
 _PER_THREAD = threading.local()  # one re-keyable Philox Generator per thread
+PARALLEL_ROWS = 8 * BLOCK  # larger draws are split into runs of whole blocks, drawn on several threads
+MAX_DRAW_THREADS = 8
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def request_key(rng: Any) -> np.ndarray:
@@ -80,10 +86,43 @@ def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
                   temperature: float | np.ndarray) -> np.ndarray:
     """z for samples [start, start + len(labels)): mean + temperature * L @ eps, float32 (N, D).
 
-    ``temperature`` is a number, or one per class (K,).
+    ``temperature`` is a number, or one per class (K,). Every row is a function of its own index,
+    so a large draw is split into runs of whole noise blocks computed on a thread pool (numpy
+    releases the GIL while it draws, gathers and multiplies): the same bits, several cores.
     """
+    n = labels.shape[0]
+    threads = _draw_threads()
+    if n < PARALLEL_ROWS or threads < 2:
+        return _latents(prior, labels, key, start, temperature)
+    step = -(-n // threads // BLOCK) * BLOCK  # (N / threads) rounded up to whole blocks
+    z = np.empty((n, prior.means.shape[-1]), dtype=np.float32)  # (N, D)
+
+    def draw(lo: int) -> None:
+        hi = min(n, lo + step)
+        z[lo:hi] = _latents(prior, labels[lo:hi], key, start + lo, temperature)
+
+    list(_draw_pool().map(draw, range(0, n, step)))
+    return z
+
+
+def _latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
+             temperature: float | np.ndarray) -> np.ndarray:
     eps, u = prior_noise(prior, key, start, start + labels.shape[0])
     return transform(prior, labels, eps, u, row_temperatures(temperature, labels))
+
+
+def _draw_threads() -> int:
+    return min(MAX_DRAW_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+def _draw_pool() -> ThreadPoolExecutor:
+    """One pool per process, made on first use (nothing runs at import)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_draw_threads(), thread_name_prefix="cvae-sdk-draw")
+        return _pool
 
 
 def row_temperatures(temperature: float | np.ndarray, labels: np.ndarray) -> float | np.ndarray:
