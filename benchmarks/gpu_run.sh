@@ -4,6 +4,9 @@
 #
 #   GPU_PARTS=/tmp/parts bash benchmarks/gpu_run.sh OUT_DIR
 #
+# GPU_STEPS="tests bench" runs only those steps (and install, machine, summary): a re-run of what
+# failed. GPU_COMPACT=1 leaves 8 result files (the device tool's limit).
+#
 # 1. installs onnxruntime-gpu from the parts benchmarks/gpu_wheel.py wrote (joined, sum checked) and
 #    the serving wheels in .whl/ into a folder put first on PYTHONPATH;
 # 2. checks that onnxruntime lists CUDA *and* that a session really runs on it;
@@ -28,6 +31,9 @@ failed=()
 say() { echo "== $*" | tee -a "$LOG"; }
 step() {  # step NAME SECONDS COMMAND...: run within SECONDS, log, remember a failure
     local name=$1 limit=$2; shift 2
+    if [ -n "${GPU_STEPS:-}" ] && [[ " install machine summary $GPU_STEPS " != *" $name "* ]]; then
+        say "$name: not in GPU_STEPS"; return 0
+    fi
     say "$name (at most $limit s)"
     local started=$SECONDS
     if [ "$(type -t "$1")" = function ]; then "$@"; else timeout --kill-after=5 "$limit" "$@"; fi 2>&1 | tee -a "$LOG"

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from cvae_sdk import Generator, ProviderUnavailableError
+from cvae_sdk import Generator, ProviderUnavailableError, fastpath
 from cvae_sdk.fastpath import TAKE_ROWS, BoundRunner, DeviceSamples, GraphBuckets, GraphShapeError
 from cvae_sdk.providers import CPU, CUDA, check_loaded, cuda_options, requested_providers
 
@@ -151,11 +151,16 @@ def test_bound_runs_match_plain_runs_and_record_one_shape_per_graph(plain: Gener
         assert z == (rows, 4) and y == (rows, 3) and samples == (rows, 1, 12, 12)
 
 
-def test_uint8_is_converted_where_the_samples_are(plain: Generator) -> None:
+@pytest.mark.parametrize("small_copy_bytes", [0, 1 << 20], ids=["take-rows kernel", "whole small bucket"])
+def test_uint8_is_converted_where_the_samples_are(plain: Generator, small_copy_bytes: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastpath, "SMALL_COPY_BYTES", small_copy_bytes)  # both ways back to the host
     fast = _bound(plain)
-    got = fast.generate([0, 2], 5, rng=3, output_type="uint8").samples
-    want = plain.generate([0, 2], 5, rng=3, output_type="uint8").samples
-    assert got.dtype == np.uint8 and np.array_equal(got, want)
+    for output_type in ("uint8", "np"):
+        got = fast.generate([0, 2], 5, rng=3, output_type=output_type).samples
+        want = plain.generate([0, 2], 5, rng=3, output_type=output_type).samples
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert ("uint8" in fast._runner._kernels) == (small_copy_bytes == 0)  # type: ignore[union-attr]
     x = np.random.default_rng(0).random((64, 1, 4, 4), dtype=np.float32)
     rows = {"samples": x, "rows": np.array([5])}
     kernel = ort.InferenceSession(str(TAKE_ROWS["uint8"]), providers=[CPU]).run(None, rows)[0]
