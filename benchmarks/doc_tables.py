@@ -256,8 +256,69 @@ def batch1_table() -> str:
     return "\n".join(lines)
 
 
+GPU = "gpu-h200"
+
+
+def gpu_bench_table(name: str = "bench.json") -> str:
+    """`cvae-sdk bench` with the CUDA engines on the GPU machine: results/gpu-h200/NAME."""
+    bench: dict[str, Any] = json.loads((RESULTS / GPU / name).read_text())
+    rate = {(r["engine"], r["batch"]): r for r in bench["rows"]}
+    versus = vs_best_competitor(bench["rows"])
+    engines = [e for e in ("torch-cuda", "torch-cuda-graphs", "sdk-cuda", "sdk-cuda-uint8", "torch-cuda-device",
+                           "torch-cuda-graphs-device", "sdk-cuda-device", "sdk-cuda-fp16")
+               if any(key[0] == e for key in rate)]
+    peaks = bench["gemm_cuda_flops_per_s"]
+    lines = [f"`{GPU}/{name}`: {bench['machine']['cpu']} host, {bench['flops_per_sample'] / 1e6:.2f} MFLOP/sample; "
+             f"GEMM on the GPU {peaks['float32'] / 1e12:.1f} TFLOP/s float32 (no TF32), "
+             f"{peaks['float16'] / 1e12:.0f} TFLOP/s float16.", "",
+             "| batch | " + " | ".join(engines) + " | sdk-cuda / torch eager | sdk-cuda / best torch "
+             "| sdk-cuda-device / best torch | sdk p99 µs |",
+             "| --- | " + " | ".join("---" for _ in engines) + " | --- | --- | --- | --- |"]
+    for batch in sorted({key[1] for key in rate}):
+        cells = [f"{rate[(e, batch)]['samples_per_s']:,.0f}" if (e, batch) in rate else "-" for e in engines]
+        vs = versus.get(str(batch), {})
+        sdk, eager = rate.get(("sdk-cuda", batch)), rate.get(("torch-cuda", batch))
+        ratios = [f"{sdk['samples_per_s'] / eager['samples_per_s']:.2f}" if sdk and eager else "-",
+                  f"{vs['sdk-cuda/best']:.2f}" if "sdk-cuda/best" in vs else "-",
+                  f"{vs['sdk-cuda-device/best']:.2f}" if "sdk-cuda-device/best" in vs else "-",
+                  f"{sdk['p99_us']:,.0f}" if sdk else "-"]
+        lines.append(f"| {batch:,} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
+def gpu_decoder_table() -> str:
+    """The decoder alone on device buffers, onnxruntime against torch: results/gpu-h200/profile.json."""
+    rows = json.loads((RESULTS / GPU / "profile.json").read_text())["decoder_alone"]
+    columns = [("onnxruntime fp32", "HEURISTIC", True), ("onnxruntime fp32", "EXHAUSTIVE", True),
+               ("onnxruntime fp32", "DEFAULT", True), ("onnxruntime fp32", "HEURISTIC", False),
+               ("torch fp32", None, True), ("torch fp32", None, False), ("onnxruntime fp16", "HEURISTIC", True),
+               ("onnxruntime fp16", "EXHAUSTIVE", True), ("torch fp16", None, True)]
+    names = [f"{e.split()[0].replace('onnxruntime', 'ort')} {e.split()[1]}"
+             + (f" {search.lower()}" if search else "") + ("" if graphs else ", no graph")
+             for e, search, graphs in columns]
+    lines = ["| rows | " + " | ".join(names) + " |", "| --- | " + " | ".join("---" for _ in names) + " |"]
+    for n in sorted({r["rows"] for r in rows}):
+        cells = []
+        for engine, search, graphs in columns:
+            hit = [r for r in rows if r["rows"] == n and r["engine"] == engine and r["graphs"] == graphs
+                   and r.get("search") == search]
+            cells.append(f"{hit[0]['p50_us']:,.0f}" if hit else "-")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gpu_steps_table() -> str:
+    """A one-image generate on the GPU, step by step: results/gpu-h200/profile.json."""
+    steps = json.loads((RESULTS / GPU / "profile.json").read_text())["batch1_steps_us"]
+    lines = ["| step | p50 µs | p99 µs |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {s['p50_us']:.1f} | {s['p99_us']:.1f} |" for name, s in steps.items()]
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "batch1": batch1_table,
+    "gpu-bench": gpu_bench_table, "gpu-bench-serial-draw": lambda: gpu_bench_table("bench-serial-draw.json"),
+    "gpu-decoder": gpu_decoder_table, "gpu-steps": gpu_steps_table,
     "card": card_table, "card-digits": card_digits_table,
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,

@@ -22,9 +22,16 @@ def tests(out: Path) -> dict[str, Any]:
     counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
     failed = [case.get("name") for case in suite.iter("testcase")
               if case.find("failure") is not None or case.find("error") is not None]
-    properties = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+    properties = {case.get("name"): {p.get("name"): _number(p.get("value") or "") for p in case.iter("property")}
                   for case in suite.iter("testcase") if case.find("properties") is not None}
     return {**counts, "failed": failed, "properties": properties}
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def bench(out: Path) -> dict[str, Any]:

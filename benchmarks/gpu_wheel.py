@@ -12,7 +12,7 @@ provider) are left out. ``--arch all`` packs the wheel's files unchanged.
         --arch 90 --out .gpu --part-mib 40
 
 writes ``.gpu/ort-gpu.tar.xz.00``, ``.01``, ..., ``.gpu/ort-gpu.sha256`` and ``.gpu/ort-gpu.tag`` (the
-Python the wheel is for). On the GPU machine
+Python the wheel is for), and ``.gpu/ort-gpu.json`` (the sizes: what was kept and what was packed). On the GPU machine
 ``benchmarks/gpu_run.sh`` joins the parts, checks the sum and unpacks into a folder put first on
 ``PYTHONPATH`` (it shadows any CPU ``onnxruntime`` installed there). The CUDA libraries the provider
 links (cuBLAS 13, cuDNN 9, cuFFT 12, cuRAND 10, the CUDA 13 runtime) come from the machine's own
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import lzma
 import struct
 import tarfile
@@ -76,17 +77,20 @@ def keep_arch(elf: bytes, arch: int) -> tuple[bytes, dict[int, int]]:
     return bytes(data), sizes
 
 
-def pack(wheel: Path, arch: str) -> bytes:
-    """The wheel's files as one .tar.xz, slimmed to one architecture unless ``arch == 'all'``."""
+def pack(wheel: Path, arch: str, report: dict[str, object]) -> bytes:
+    """The wheel's files as one .tar.xz, slimmed to one architecture unless ``arch == 'all'``; what it
+    did goes into ``report``."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(wheel) as archive, tarfile.open(fileobj=buffer, mode="w") as tar:
         for info in archive.infolist():
             if info.is_dir() or (arch != "all" and info.filename.startswith(LEFT_OUT)):
                 continue
             content = archive.read(info)
-            if info.filename == CUDA_PROVIDER and arch != "all":
-                content, sizes = keep_arch(content, int(arch))
-                print("cubin bytes per sm:", {sm: f"{n / 1e6:.1f} MB" for sm, n in sorted(sizes.items())})
+            if info.filename == CUDA_PROVIDER:
+                report["cuda_provider_bytes"] = len(content)
+                if arch != "all":
+                    content, sizes = keep_arch(content, int(arch))
+                    report["cubin_bytes_per_sm"] = {str(sm): n for sm, n in sorted(sizes.items())}
             member = tarfile.TarInfo(info.filename)
             member.size, member.mode = len(content), 0o755 if info.filename.endswith(".so") else 0o644
             tar.addfile(member, io.BytesIO(content))
@@ -100,7 +104,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(".gpu"))
     parser.add_argument("--part-mib", type=int, default=40, help="the size of each part (one transfer each)")
     args = parser.parse_args()
-    packed = pack(args.wheel, args.arch)
+    report: dict[str, object] = {"wheel": args.wheel.name, "wheel_bytes": args.wheel.stat().st_size, "arch": args.arch}
+    packed = pack(args.wheel, args.arch, report)
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("ort-gpu.tar.xz.*"):
         old.unlink()
@@ -109,8 +114,9 @@ def main() -> None:
         (args.out / f"ort-gpu.tar.xz.{i // step:02d}").write_bytes(packed[i:i + step])
     (args.out / "ort-gpu.sha256").write_text(hashlib.sha256(packed).hexdigest() + "\n")
     (args.out / "ort-gpu.tag").write_text(args.wheel.name.split("-")[2] + "\n")  # cp312: the Python it needs
-    print(f"{len(packed) / 2**20:.1f} MiB in {-(-len(packed) // step)} parts of at most {args.part_mib} MiB "
-          f"under {args.out}")
+    report.update(packed_bytes=len(packed), parts=-(-len(packed) // step), part_mib=args.part_mib)
+    (args.out / "ort-gpu.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -198,20 +198,21 @@ def _gate_classifier(classifier: Path | None, data: str | None, source: Path) ->
 @friendly_errors
 def sample(
     out: Annotated[Path, typer.Option(help=".png grid, .npy (streamed) or .npz arrays.")],
-    label: Annotated[list[str], typer.Option(metavar="LABEL", help="Label id or class name; repeat for several.")],
+    label: Annotated[list[str], typer.Option("--label", metavar="LABEL",
+                                             help="Label id or class name; repeat for several.")],
     model: Annotated[Path | None, typer.Option(help="Artifact (.onnx); default: the shipped model.")] = None,
     variant: VariantOption = None,
     n: Annotated[int, typer.Option(help="Samples per label.")] = 16,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same samples.")] = 0,
     temperature: Annotated[float | None, typer.Option(help="Prior spread (default: the artifact's).")] = None,
     dtype: Annotated[Literal["float32", "uint8"], typer.Option(help="Array dtype for .npy/.npz.")] = "float32",
-    shard: Annotated[str | None, typer.Option(metavar="K/N", help="Write only shard K of N (.npy).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", metavar="K/N", help="Write only shard K of N (.npy).")] = None,
     columns: Annotated[int | None, typer.Option(help="PNG: images per row (default --n: one row per label).")
                        ] = None,
     scale: Annotated[int, typer.Option(help="PNG: enlarge every image this many times.")] = 2,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
     provider: Annotated[list[str] | None, typer.Option(
-        metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
+        "--provider", metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Sample N images per label from a model and write them to --out."""
@@ -440,14 +441,15 @@ def bench(
                                                         "one).")] = None,
     fp16_model: Annotated[Path | None, typer.Option(help="fp16 artifact for the sdk-cuda-fp16 engine.")] = None,
     threads: Annotated[int, typer.Option(help="Threads for every engine.")] = 2,
-    batch: Annotated[list[int] | None, typer.Option(metavar="N", help="Batch size; repeat for several (default: 1 16 "
-                                                                     "256 4096 65536).")] = None,
-    engine: Annotated[list[str] | None, typer.Option(metavar="ENGINE", help="Engine to run; repeat for several "
-                                                                            "(default: all that apply).")] = None,
+    batch: Annotated[list[int] | None, typer.Option(
+        "--batch", metavar="N", help="Batch size; repeat for several (default: 1 16 256 4096 65536).")] = None,
+    engine: Annotated[list[str] | None, typer.Option(
+        "--engine", metavar="ENGINE", help="Engine to run; repeat for several (default: all that apply).")] = None,
     min_seconds: Annotated[float, typer.Option(help="Timed seconds per engine and batch size.")] = 1.0,
     cuda_option: Annotated[list[str] | None, typer.Option(
-        metavar="KEY=VALUE", help="onnxruntime CUDA provider option for the SDK's CUDA engines; repeat for "
-                                  "several (e.g. cudnn_conv_algo_search=EXHAUSTIVE).")] = None,
+        "--cuda-option", metavar="KEY=VALUE",
+        help="onnxruntime CUDA provider option for the SDK's CUDA engines; repeat for several "
+             "(e.g. cudnn_conv_algo_search=EXHAUSTIVE).")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Write bench.json and bench.png here.")] = None,
 ) -> None:
     """Benchmark sampling: PyTorch eager/compile and OpenVINO vs the SDK (fp32, int8, CUDA), same weights."""
@@ -500,7 +502,7 @@ def serve(
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads per worker (default: "
                                                     "onnxruntime's; with workers, the cores shared out).")] = None,
     provider: Annotated[list[str] | None, typer.Option(
-        metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
+        "--provider", metavar="PROVIDER", help="Execution provider; repeat for several (default: auto).")] = None,
     workers: Annotated[int, typer.Option(help="Server processes on the port, each with its own model; the kernel "
                                               "spreads connections over them.")] = 1,
 ) -> None:

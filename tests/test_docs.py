@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/results/README.md"]
+DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/results/README.md",
+        "benchmarks/GPU.md"]
 # Where each rendered table lives; regenerate with: python benchmarks/doc_tables.py NAME
 TABLE_HOMES = {
     "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md",
@@ -26,6 +27,8 @@ TABLE_HOMES = {
     "serve-int8": "benchmarks/results/README.md", "serve-workers": "benchmarks/results/README.md",
     "serve-workers-int8": "benchmarks/results/README.md",
     "batch1": "benchmarks/results/README.md", "prior-components": "benchmarks/quality.md",
+    "gpu-bench": "benchmarks/results/README.md", "gpu-bench-serial-draw": "benchmarks/results/README.md",
+    "gpu-decoder": "benchmarks/results/README.md", "gpu-steps": "benchmarks/results/README.md",
 }
 # Numbers in the docs that are not measurements: settings, addresses, citations and versions.
 CONSTANTS = {

@@ -222,3 +222,28 @@ def test_shipped_kernels_match_their_builder() -> None:
 
     for name, data in build().items():
         assert (KERNELS / name).read_bytes() == data, f"rebuild with: python -m cvae_sdk_training.kernels ({name})"
+
+
+def test_close_ends_the_owner_thread_and_later_calls_say_so(plain: Generator) -> None:
+    threads = threading.active_count()
+    with _bound(plain) as fast:
+        want = plain.generate([0, 1], 3, rng=2).samples
+        assert np.array_equal(fast.generate([0, 1], 3, rng=2).samples, want)
+        assert threading.active_count() == threads + 1  # the runner's owner thread
+    assert threading.active_count() == threads
+    for call in (lambda: fast.generate([0], 1), lambda: fast.providers):
+        with pytest.raises(RuntimeError, match="closed; open a new one"):
+            call()
+    fast.close()  # a second close is a no-op
+
+
+def test_a_dropped_generator_ends_its_owner_thread(plain: Generator) -> None:
+    import gc
+
+    threads = threading.active_count()
+    for _ in range(5):
+        fast = _bound(plain)
+        fast.generate([2], 4, rng=0)
+        del fast
+        gc.collect()
+    assert threading.active_count() == threads  # nothing of a finished job keeps the runner alive

@@ -214,7 +214,7 @@ def test_batcher_validates_in_the_caller_and_closes(gen: Generator) -> None:
 def test_the_public_surface_is_what_readme_documents() -> None:
     public = {name for name in dir(Generator) if not name.startswith("_")}
     assert public == {"from_pretrained", "generate", "iter_chunks", "interpolate", "batcher", "config",
-                      "model_path", "providers", "cuda_graphs"}
+                      "model_path", "providers", "cuda_graphs", "close"}
 
 
 SAMPLES_TYPES = """
