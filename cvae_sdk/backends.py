@@ -28,6 +28,7 @@ CAPABILITIES = {
     "quantize": "int8 and float16 artifact variants (--int8, --fp16)",
     "export_for_evaluation": "evaluating a run folder or checkpoint (export the run, then evaluate the .onnx)",
     "likelihood_report": "test ELBO and -log p(x|y) of a run",
+    "reconstruct": "scoring a run's reconstructions of real images in evaluate",
     "train_classifier": "training an evaluation classifier",
     "bench_engine": "the bench's PyTorch reference engines",
 }

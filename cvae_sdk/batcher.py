@@ -7,10 +7,12 @@ delay, and a lone request does not wait for company that is not coming
 (``benchmarks/batcher_gap.py``; ``max_gap_ms >= max_delay_ms`` waits out the whole delay).
 
 Each caller gets a future whose result is exactly what ``Generator.generate`` returns for the same
-arguments. Requests are validated in the caller's
-thread, so a bad one fails there, at once; everything else happens on the worker, vectorised over
-the batch where it can be (one prior transform and one session run per batch), so 64 callers do
-not contend for the GIL with per-request numpy work.
+arguments. A future cancelled while its request waits (a server's timeout, a client gone) is
+dropped before it is decoded; once the worker takes a request it marks the future running, so a
+late cancel cannot race the result, and nothing raised while finishing a batch ends the worker.
+Requests are validated in the caller's thread, so a bad one fails there, at once; everything else
+happens on the worker, vectorised over the batch where it can be (one prior transform and one
+session run per batch), so 64 callers do not contend for the GIL with per-request numpy work.
 
 >>> from cvae_sdk import Generator
 >>> gen = Generator.from_pretrained()
@@ -64,6 +66,7 @@ class MicroBatcher:
         self._on_batch = on_batch  # told the size of every shared run (a server's metrics)
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._closed = False
+        self._died: BaseException | None = None
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="cvae-sdk-batcher", daemon=True)
         self._worker.start()
@@ -80,6 +83,8 @@ class MicroBatcher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
+            if not self.alive:
+                raise RuntimeError(f"this batcher's worker stopped ({self._died!r}); create a new one")
             self._queue.put(_Request(ids, key, temp, output_type, future))
         return future
 
@@ -98,8 +103,21 @@ class MicroBatcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker still takes requests (False once it died; a server then stops being ready)."""
+        return self._worker.is_alive() and self._died is None
+
     # --- worker ------------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as err:  # nothing should get here (_finish catches everything); if it does,
+            self._died = err         # say so: queued callers would otherwise wait out their timeouts
+            self._fail_queued(RuntimeError(f"the batcher's worker stopped ({type(err).__name__}: {err})"))
+            raise
+
+    def _serve(self) -> None:
         carry: _Request | None = None  # a request that did not fit the last batch starts the next
         while True:
             first = carry if carry is not None else self._queue.get()
@@ -117,6 +135,8 @@ class MicroBatcher:
                 if item is None:
                     self._finish(batch)
                     return
+                if item.future.cancelled():  # its caller left while it queued: never decoded
+                    continue
                 if size + item.labels.shape[0] > self._max_batch:
                     carry = item
                     break
@@ -124,27 +144,47 @@ class MicroBatcher:
                 size += item.labels.shape[0]
             self._finish(batch)
 
+    def _fail_queued(self, err: BaseException) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(err)
+
     def _finish(self, batch: list[_Request]) -> None:
+        """Decode the requests whose callers still wait, and hand each its result or the error; never raises."""
+        # A caller can cancel (a server timeout, a disconnect) until its request is taken here; from then
+        # on cancel() returns False, so setting the result below cannot race it.
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
         try:
-            labels = np.concatenate([r.labels for r in batch])                       # (B,)
+            labels = np.concatenate([r.labels for r in live])                        # (B,)
             prior = self._gen.config.prior
-            drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in batch]
+            drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in live]
             eps = np.concatenate([e for e, _ in drawn])                              # (B, D)
             u = None if drawn[0][1] is None else np.concatenate([c for _, c in drawn if c is not None])
             temps = np.concatenate([np.broadcast_to(row_temperatures(r.temperature, r.labels), (r.labels.shape[0], 1))
-                                    for r in batch])                                   # (B, 1)
+                                    for r in live])                                    # (B, 1)
             z = transform(prior, labels, eps, u, temps)                              # (B, D) float32
             images = self._gen._render(z, labels)                                     # float32
             if self._on_batch is not None:
                 self._on_batch(int(labels.shape[0]))
         except Exception as err:  # hand the failure to every waiting caller
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(err)
+            for request in live:
+                request.future.set_exception(err)
             return
-        bounds = np.cumsum([0] + [r.labels.shape[0] for r in batch])
-        outputs = [self._gen._package(images[lo:hi], r.labels, z[lo:hi], r.output_type)
-                   for r, lo, hi in zip(batch, bounds[:-1], bounds[1:], strict=True)]
-        for request, out in zip(batch, outputs, strict=True):  # wake the callers only once all is ready
-            if not request.future.done():  # a caller may have cancelled while it waited
+        bounds = np.cumsum([0] + [r.labels.shape[0] for r in live])
+        outputs: list[tuple[Any, BaseException | None]] = []
+        for r, lo, hi in zip(live, bounds[:-1], bounds[1:], strict=True):
+            try:
+                outputs.append((self._gen._package(images[lo:hi], r.labels, z[lo:hi], r.output_type), None))
+            except Exception as err:  # e.g. output_type="pil" without Pillow: this caller's error alone
+                outputs.append((None, err))
+        for request, (out, failure) in zip(live, outputs, strict=True):  # wake the callers once all is ready
+            if failure is None:
                 request.future.set_result(out)
+            else:
+                request.future.set_exception(failure)

@@ -375,6 +375,9 @@ def evaluate(
         if sheet is not None:
             write_png(sheet, comparison_sheet(gen, dataset.test, seed=seed, temperature=temperature))
             report["sheet"] = str(sheet)
+    if source.suffix != ".onnx":  # a run: how close its decoder alone comes to real images
+        names = [row["class"] for row in report["per_class"]]
+        report["reconstruction"] = _reconstruction_scores(source, dataset, clf, names, samples_per_label, seed)
     if likelihood and source.suffix != ".onnx":
         likelihood_report = capability("torch", "likelihood_report")
         report["likelihood"] = likelihood_report(source, dataset.test, k=k, limit=likelihood_images,
@@ -387,7 +390,21 @@ def evaluate(
     typer.echo(_evaluation_table(report))
     headline = ("label_fidelity", "worst_class_fidelity", "frechet_distance", "frechet_floor", "frechet_ratio",
                 "diversity_ratio", "classifier_test_accuracy", "temperature")
-    typer.echo(json.dumps({key: report[key] for key in headline} | {"json": str(json_out) if json_out else None}))
+    recon = report.get("reconstruction") or {}
+    extra = {f"reconstruction_{key}": recon[key] for key in ("frechet_ratio", "diversity_ratio") if key in recon}
+    typer.echo(json.dumps({key: report[key] for key in headline} | extra
+                          | {"json": str(json_out) if json_out else None}))
+
+
+def _reconstruction_scores(source: Path, dataset: Any, clf: Any, class_names: list[str], per_label: int,
+                           seed: int) -> dict[str, Any]:
+    """The run's reconstructions of up to ``per_label`` training images per class, scored like its samples."""
+    from cvae_sdk.evaluate import reconstruction_pool, score_images
+
+    pool = reconstruction_pool(dataset.train, per_label, len(class_names), seed)
+    images = capability("torch", "reconstruct")(source, dataset.train.images[pool], dataset.train.labels[pool])
+    scores = score_images(images, dataset.train.labels[pool], dataset.test, clf, class_names, seed=seed)
+    return {"images": int(pool.size), **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
 
 
 def _evaluation_table(report: dict[str, Any]) -> str:
@@ -400,6 +417,12 @@ def _evaluation_table(report: dict[str, Any]) -> str:
                  f"{report['frechet_floor']:>8.2f}{report['diversity_ratio']:>11.3f}")
     lines.append(f"worst class {report['worst_class_fidelity']:.3f}; Frechet / floor {report['frechet_ratio']:.2f}; "
                  f"classifier accuracy on real test images {report['classifier_test_accuracy']:.4f}")
+    recon = report.get("reconstruction")
+    if recon is not None:
+        lines.append(f"reconstructions of {recon['images']} training images (the decoder alone): fidelity "
+                     f"{recon['label_fidelity']:.4f}, Frechet / floor {recon['frechet_ratio']:.2f}, diversity "
+                     f"{recon['diversity_ratio']:.3f}; the prior's samples add "
+                     f"{report['frechet_ratio'] - recon['frechet_ratio']:+.2f} to Frechet / floor")
     if "likelihood" in report:
         lines.append(f"test ELBO and -log p(x|y): see --json ({json.dumps(report['likelihood'])[:80]}...)")
     return "\n".join(lines)

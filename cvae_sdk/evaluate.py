@@ -1,5 +1,8 @@
 """Sample quality with onnxruntime and numpy: label fidelity, realism (Fréchet distance) and diversity.
 
+The same measures score a run's reconstructions of real training images (encoder mean, then
+decoder): when those already sit far from the floor, the decoder limits quality, not the prior.
+
 An ONNX classifier trained on the train split judges generated samples:
 - fidelity: the share it classifies as the requested label (overall, per class, confusion matrix);
 - realism: Fréchet distance between its penultimate features of generated and real test images,
@@ -131,28 +134,36 @@ def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClas
     """Fidelity, realism and diversity of ``gen`` against the real test split."""
     k = gen.config.num_classes
     out = gen.generate(list(range(k)), samples_per_label, rng=seed, temperature=temperature)
-    pred, feats = classifier.predict(out.samples)
+    report = score_images(out.samples, out.labels, test, classifier, list(gen.config.class_names), seed=seed)
+    return {"samples_per_label": samples_per_label, "seed": seed,
+            "temperature": _reported_temperature(gen, temperature), **report}
+
+
+def score_images(images: np.ndarray, labels: np.ndarray, test: LabeledImages, classifier: EvalClassifier,
+                 class_names: list[str], *, seed: int = 0) -> dict[str, Any]:
+    """Fidelity, realism and diversity of any labelled images (N, C, H, W) against the real test split:
+    the model's samples, or its reconstructions of real images (where the decoder alone falls short)."""
+    k = len(class_names)
+    pred, feats = classifier.predict(images)
     real_pred, real_feats = classifier.predict(test.images)
     confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (out.labels, pred), 1)
+    np.add.at(confusion, (labels, pred), 1)
     halves = real_halves(len(test), seed)
     rng = np.random.default_rng(seed)
     per_class: list[dict[str, Any]] = []
     for c in range(k):
-        real = test.labels == c
+        real, mine = test.labels == c, labels == c
         per_class.append({
-            "class": gen.config.class_names[c],
-            "fidelity": float(confusion[c, c] / samples_per_label),
-            "frechet": frechet_distance(feats[out.labels == c], real_feats[real]),
+            "class": class_names[c],
+            "fidelity": float(confusion[c, c] / max(1, mine.sum())),
+            "frechet": frechet_distance(feats[mine], real_feats[real]),
             "frechet_floor": frechet_distance(real_feats[real & (halves == 0)], real_feats[real & (halves == 1)]),
-            "diversity_generated": mean_pairwise_distance(out.samples[out.labels == c], rng),
+            "diversity_generated": mean_pairwise_distance(images[mine], rng),
             "diversity_real": mean_pairwise_distance(test.images[real], rng),
         })
     mean = {key: float(np.mean([row[key] for row in per_class]))
             for key in ("frechet", "frechet_floor", "diversity_generated", "diversity_real")}
     return {
-        "samples_per_label": samples_per_label, "seed": seed,
-        "temperature": _reported_temperature(gen, temperature),
         "classifier_test_accuracy": float((real_pred == test.labels).mean()),
         "label_fidelity": float(np.trace(confusion) / confusion.sum()),
         "worst_class_fidelity": float(min(row["fidelity"] for row in per_class)),
@@ -161,6 +172,15 @@ def evaluate_generator(gen: Generator, test: LabeledImages, classifier: EvalClas
         "diversity_ratio": float(np.mean([r["diversity_generated"] / r["diversity_real"] for r in per_class])),
         "per_class": per_class, "confusion_matrix": confusion.tolist(),
     }
+
+
+def reconstruction_pool(train: LabeledImages, per_label: int, num_classes: int, seed: int) -> np.ndarray:
+    """Indices of up to ``per_label`` seeded training images of each class: what a run reconstructs
+    to show how close its decoder alone comes to real images."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(train.labels == c))[:per_label] for c in range(num_classes)]
+    chosen: np.ndarray = np.concatenate(picks)
+    return chosen
 
 
 def _reported_temperature(gen: Generator, temperature: float | None) -> float | dict[str, float]:

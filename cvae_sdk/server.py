@@ -229,6 +229,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         """The model is loaded and requests are served."""
         if state["gen"] is None:
             return _error(503, state["error"] or "loading", {"Retry-After": "1"})
+        if not state["batcher"].alive:
+            return _error(503, "the micro-batcher's worker stopped; restart the server")
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")

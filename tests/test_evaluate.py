@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from cvae_sdk.artifact import read_metadata
 from cvae_sdk.cli import app
-from cvae_sdk.evaluate import frechet_distance, mean_pairwise_distance
+from cvae_sdk.data import LabeledImages
+from cvae_sdk.evaluate import frechet_distance, mean_pairwise_distance, reconstruction_pool
 
 
 def test_frechet_distance_of_known_gaussians() -> None:
@@ -31,6 +32,14 @@ def test_mean_pairwise_distance() -> None:
     assert mean_pairwise_distance(points, np.random.default_rng(0)) == pytest.approx(10.0 / 3.0)
 
 
+def test_reconstruction_pool_takes_up_to_n_seeded_images_per_class() -> None:
+    train = LabeledImages(np.zeros((10, 1, 2, 2), np.float32), np.array([0, 1, 1, 1, 2, 2, 0, 1, 2, 2]))
+    pool = reconstruction_pool(train, 2, 3, seed=0)
+    assert np.bincount(train.labels[pool], minlength=3).tolist() == [2, 2, 2] and len(set(pool)) == 6
+    assert np.array_equal(pool, reconstruction_pool(train, 2, 3, seed=0))
+    assert np.bincount(train.labels[reconstruction_pool(train, 5, 3, seed=1)]).tolist() == [2, 4, 4]
+
+
 def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, tiny_classifier: Path,
                                             tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
@@ -43,6 +52,7 @@ def test_evaluate_artifact_report_and_sheet(tiny_model: Path, tiny_npz: Path, ti
     assert np.array(report["confusion_matrix"]).sum() == 150
     assert len(report["per_class"]) == 3 and report["frechet_floor"] > 0
     assert report["frechet_ratio"] == pytest.approx(report["frechet_distance"] / report["frechet_floor"])
+    assert "reconstruction" not in report  # an artifact holds no encoder: only a run reconstructs
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
     with Image.open(tmp_path / "report.png") as sheet:  # titled "real" and "generated" above the cells
         pixels = np.asarray(sheet)
@@ -63,8 +73,14 @@ def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_model: Path, tiny_npz
     lines = result.output.strip().splitlines()
     assert lines[0].split() == ["class", "fidelity", "Frechet", "floor", "diversity"]
     assert [line.split()[0] for line in lines[1:5]] == ["top", "middle", "bottom", "all"]
-    assert set(json.loads(lines[-1])) >= {"label_fidelity", "frechet_ratio", "diversity_ratio", "json"}
+    assert set(json.loads(lines[-1])) >= {"label_fidelity", "frechet_ratio", "diversity_ratio", "json",
+                                          "reconstruction_frechet_ratio", "reconstruction_diversity_ratio"}
+    assert any(line.startswith("reconstructions of 60 training images (the decoder alone)") for line in lines)
     report = json.loads((tmp_path / "r.json").read_text())
+    recon = report["reconstruction"]  # 20 training images per class, scored like the samples
+    assert recon["images"] == 60 and len(recon["per_class"]) == 3
+    assert recon["frechet_floor"] == pytest.approx(report["frechet_floor"])  # the same real-vs-real floor
+    assert 0.0 <= recon["label_fidelity"] <= 1.0 and recon["diversity_ratio"] > 0
     lik = report["likelihood"]
     for prior in ("training_prior", "artifact_prior"):
         # the importance-sampled bound is tighter than the ELBO: -log p(x|y) <= -ELBO

@@ -55,6 +55,12 @@ class TorchBackend:
 
         return likelihood_report(source, test, **options)
 
+    def reconstruct(self, source: Path, images: Any, labels: Any) -> Any:
+        """The run's reconstructions of ``images`` (N, C, H, W): encoder mean, then decoder."""
+        from .evaluation import reconstruct
+
+        return reconstruct(source, images, labels)
+
     def train_classifier(self, data: str, out: Path, **options: Any) -> dict[str, float]:
         """Fit the evaluation classifier on ``data`` and export it to ``out``."""
         from .classifier import train_classifier

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cvae_sdk.data import LabeledImages
@@ -41,3 +42,16 @@ def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int |
     report["test_elbo"] = {name: {"elbo": v["elbo"], "images": v["images"]} for name, v in elbo.items()}
     report.update(estimate_nll(model, x, y, k=k, priors=priors, seed=seed, progress=progress))
     return report
+
+
+@torch.no_grad()
+def reconstruct(source: Path, images: np.ndarray, labels: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The run's decoder at its encoder's mean code of each image: (N, C, H, W) in [0, 1], no noise."""
+    model, _ = load_model(source)
+    parts = []
+    for start in range(0, images.shape[0], batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch], dtype=np.float32))  # (B, C, H, W)
+        y = torch.from_numpy(labels[start:start + batch].astype(np.int64))                          # (B,)
+        mean, _ = model.encode(x, y)                                                                # (B, D)
+        parts.append(model.decode(mean, y).numpy())
+    return np.concatenate(parts)
