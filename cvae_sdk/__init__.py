@@ -4,7 +4,13 @@ The runtime imports numpy and onnxruntime only; training lives in ``cvae_sdk_tra
 through the ``cvae_sdk.training_backends`` entry point.
 """
 
-from cvae_sdk.artifact import ArtifactConfig, ArtifactError, Prior
+try:
+    import onnxruntime  # noqa: F401  (the one runtime dependency an install can lack)
+except ImportError as err:
+    raise ImportError("cvae-sdk needs onnxruntime: pip install 'cvae-sdk[cpu]', or 'cvae-sdk[gpu]' on NVIDIA "
+                      "GPUs (one of the two: they share a folder and break each other)") from err
+
+from cvae_sdk.artifact import ArtifactConfig, ArtifactError, Prior  # noqa: E402
 from cvae_sdk.generator import GenerationOutput, Generator, shipped_model_path
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.providers import ProviderUnavailableError

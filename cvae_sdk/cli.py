@@ -29,6 +29,9 @@ VariantOption = Annotated[Literal["int8", "fp16"] | None, typer.Option(
     help="Load the model's variant written beside it by export --int8/--fp16 (the shipped model has int8).")]
 
 
+INTERRUPTED = {"train": "interrupted: a checkpoint was saved; continue with --resume"}  # Ctrl-C, by command
+
+
 def friendly_errors(func: F) -> F:
     """Turn the library's documented errors into one-line messages and exit status 2."""
 
@@ -39,7 +42,7 @@ def friendly_errors(func: F) -> F:
         except (*USER_ERRORS, TrainingDiverged, KeyboardInterrupt) as err:
             status = exit_status(err) or EXIT_USAGE
             message = (f"error: {err}" if status != EXIT_INTERRUPTED
-                       else "interrupted: a checkpoint was saved; continue with --resume")
+                       else INTERRUPTED.get(func.__name__, "interrupted"))
             typer.echo(message, err=True)
             raise typer.Exit(status) from None
 

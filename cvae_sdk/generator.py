@@ -226,8 +226,10 @@ class Generator:
         """Draw ``num_samples_per_label`` samples for each label, grouped by label in order.
 
         The same ``rng`` gives bit-identical samples whatever the chunk size or thread.
-        ``latents`` (N, latent_dim) replaces the prior draw; ``temperature`` scales the prior's
-        spread (default: the artifact's ``default_temperature``).
+        ``temperature`` scales the prior's spread (default: the artifact's per-class
+        ``class_temperatures`` when export calibrated them, else its ``default_temperature``).
+        ``latents`` (N, latent_dim) replaces the prior draw, so it cannot be combined with ``rng``
+        or ``temperature`` (a ``ValueError`` says so).
         """
         ids, z = self._prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
                                latents=latents, output_type=output_type)
@@ -238,6 +240,9 @@ class Generator:
                  output_type: str = "np") -> tuple[np.ndarray, np.ndarray]:
         """Validate a request and draw its latents: class ids (N,) and z (N, latent_dim) float32."""
         if latents is not None:
+            if rng is not None or temperature is not None:
+                raise ValueError("latents= gives z directly, so rng and temperature would not be used; pass "
+                                 "latents alone, or rng/temperature without latents")
             ids = request_labels(labels, num_samples_per_label, self._config.class_names)
             _check_output_type(output_type)
             return ids, self._check_latents(latents, ids.shape[0])
@@ -377,6 +382,9 @@ class Generator:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
             raise ValueError(f"steps must be an int >= 2, got {steps!r}")
         ends = parse_labels([start_label, end_label], self._config.class_names)
+        if latents is not None and (rng is not None or temperature is not None):
+            raise ValueError("latents= gives the two end codes directly, so rng and temperature would not be "
+                             "used; pass latents alone, or rng/temperature without latents")
         if latents is None:
             key, temp = request_key(rng), self._temperature(temperature)
             pair = np.stack([prior_latents(self._config.prior, ends[i:i + 1], key, 0, temp)[0]

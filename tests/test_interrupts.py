@@ -92,3 +92,18 @@ def test_ctrl_c_saves_mid_epoch_and_resume_is_exact(medium_npz: Path, reference:
     assert _losses(run) == _losses(reference)
     final, want = load_checkpoint(run / "last.pt")["model"], load_checkpoint(reference / "last.pt")["model"]
     assert all(torch.equal(final[k], want[k]) for k in want)
+
+
+def test_ctrl_c_outside_training_does_not_promise_a_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cvae_sdk import bench
+    from cvae_sdk.cli import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "run_benchmark", interrupted)
+    result = CliRunner().invoke(app, ["bench", "--engine", "sdk-fp32"])
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines()[-1] == "interrupted"

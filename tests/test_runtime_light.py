@@ -48,3 +48,10 @@ def test_no_runtime_module_imports_the_training_package() -> None:
             offenders += [f"{path.name}: {name}" for name in names
                           if name.split(".")[0] in ("training", "cvae_sdk_training")]
     assert offenders == []
+
+
+def test_import_without_onnxruntime_names_the_extra_to_install() -> None:
+    probe = "import sys; sys.modules['onnxruntime'] = None; import cvae_sdk"  # as if it were not installed
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "pip install 'cvae-sdk[cpu]', or 'cvae-sdk[gpu]' on NVIDIA GPUs" in done.stderr.splitlines()[-1]
