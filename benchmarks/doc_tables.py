@@ -256,6 +256,32 @@ def batch1_table() -> str:
     return "\n".join(lines)
 
 
+def decoder_gap_table() -> str:
+    """A default run's samples against its decoder's reconstructions of real images: results/decoder_gap.jsonl."""
+    lines = ["| set | scored | fidelity | worst class | FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in jsonl("decoder_gap.jsonl"):
+        recon = f"{r['reconstructed_images']:,} reconstructions"
+        for part, label in (("samples", "samples"), ("reconstructions", recon)):
+            m = r[part]
+            lines.append(f"| {r['set']} | {label} | {m['label_fidelity']:.4f} | {m['worst_class_fidelity']:.3f} "
+                         f"| {m['frechet_ratio']:.3f} | {m['diversity_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
+def adversarial_table() -> str:
+    """The adversarial decoder phase on a default run: results/adversarial_phase.jsonl."""
+    lines = ["| set | epochs | GAN weight | phase s | fidelity | worst class | FD / floor | diversity "
+             "| reconstructions: FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in jsonl("adversarial_phase.jsonl"):
+        m, c = r["samples"], r["reconstructions"]
+        lines.append(f"| {r['set']} | {r['epochs']} | {r['gan_weight']} | {r['phase_seconds']:.0f} "
+                     f"| {m['label_fidelity']:.4f} | {m['worst_class_fidelity']:.3f} | {m['frechet_ratio']:.3f} "
+                     f"| {m['diversity_ratio']:.3f} | {c['frechet_ratio']:.3f} | {c['diversity_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
 GPU = "gpu-h200"
 
 
@@ -318,7 +344,8 @@ def gpu_steps_table() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "batch1": batch1_table,
     "gpu-bench": gpu_bench_table, "gpu-bench-serial-draw": lambda: gpu_bench_table("bench-serial-draw.json"),
-    "gpu-decoder": gpu_decoder_table, "gpu-steps": gpu_steps_table,
+    "gpu-decoder": gpu_decoder_table, "gpu-steps": gpu_steps_table, "decoder-gap": decoder_gap_table,
+    "adversarial": adversarial_table,
     "card": card_table, "card-digits": card_digits_table,
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,

@@ -29,6 +29,7 @@ TABLE_HOMES = {
     "batch1": "benchmarks/results/README.md", "prior-components": "benchmarks/quality.md",
     "gpu-bench": "benchmarks/results/README.md", "gpu-bench-serial-draw": "benchmarks/results/README.md",
     "gpu-decoder": "benchmarks/results/README.md", "gpu-steps": "benchmarks/results/README.md",
+    "decoder-gap": "benchmarks/quality.md", "adversarial": "benchmarks/quality.md",
 }
 # Numbers in the docs that are not measurements: settings, addresses, citations and versions.
 CONSTANTS = {
