@@ -91,8 +91,8 @@ def prior_latents(prior: Prior, labels: np.ndarray, key: np.ndarray, start: int,
     releases the GIL while it draws, gathers and multiplies): the same bits, several cores.
     """
     n = labels.shape[0]
-    threads = _draw_threads()
-    if n < PARALLEL_ROWS or threads < 2:
+    threads = 1 if n < PARALLEL_ROWS else _draw_threads()  # small draws (every batch-1 call) skip the syscall
+    if threads < 2:
         return _latents(prior, labels, key, start, temperature)
     step = -(-n // threads // BLOCK) * BLOCK  # (N / threads) rounded up to whole blocks
     z = np.empty((n, prior.means.shape[-1]), dtype=np.float32)  # (N, D)
