@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,15 @@ from typing import Any
 import numpy as np
 
 from cvae_sdk import Generator
-from cvae_sdk.bench import machine
+from cvae_sdk.bench import machine, time_calls
 from cvae_sdk.checks import to_uint8
 from cvae_sdk.labels import request_labels
 from cvae_sdk.sampling import prior_noise, request_key, row_temperatures, transform
 
 
-def timed(call: Callable[[], object], calls: int) -> dict[str, float]:
-    for _ in range(200):
-        call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
+def timed(call: Callable[[], object], calls: int, warmup: int = 200) -> dict[str, float]:
+    """Median and p99 µs of exactly ``calls`` calls after ``warmup`` (the bench's own timer)."""
+    times = time_calls(call, 0.0, calls, warmup, min_calls=calls)
     return {"p50_us": float(np.median(times)) * 1e6, "p99_us": float(np.percentile(times, 99)) * 1e6}
 
 

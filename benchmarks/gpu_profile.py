@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -30,19 +30,16 @@ import torch
 from cvae_sdk import Generator, shipped_model_path
 from cvae_sdk.sampling import _latents, prior_latents, request_key
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch1_overhead import timed as batch1_timed  # noqa: E402  (the timer beside this script)
+
 SIZES = (64, 4096, 65536)
 SEARCHES = ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
 
 
-def timed(call: Callable[[], object], calls: int, warmup: int = 3) -> dict[str, float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return {"p50_us": float(np.median(times)) * 1e6, "p99_us": float(np.percentile(times, 99)) * 1e6}
+def timed(call: Callable[[], object], calls: int) -> dict[str, float]:
+    """Median and p99 µs of ``calls`` calls after 3 warm-up calls (batch1_overhead's timer)."""
+    return batch1_timed(call, calls, warmup=3)
 
 
 def batch1_steps(model: Path) -> dict[str, Any]:
