@@ -45,6 +45,7 @@ KERNELS = Path(__file__).resolve().parent / "kernels"
 TAKE_ROWS = {"np": KERNELS / "take_rows.onnx", "uint8": KERNELS / "take_rows_uint8.onnx"}
 BUCKET_GROWTH = 4  # buckets 1, 4, 16, ...: at most 4x padding, and 9 buckets up to 65,536 rows
 SMALL_COPY_BYTES = 256 << 10  # buckets up to this size come back whole (64 rows of 28x28 float32)
+CLOSED = "this Generator is closed; open a new one with Generator.from_pretrained"  # Generator's too
 SessionFactory = Callable[[bool], ort.InferenceSession]  # graphs on? -> a session for the decoder
 T = TypeVar("T")
 
@@ -143,7 +144,7 @@ class _OwnerThread:
         future: Future[T] = Future()
         with self._lock:
             if self._stopped:
-                raise RuntimeError("this Generator is closed; open a new one with Generator.from_pretrained")
+                raise RuntimeError(CLOSED)
             if not self._thread.is_alive():
                 self._thread.start()
             self._jobs.put((future, job))

@@ -24,7 +24,7 @@ from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, Artifact
 from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.checks import positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
-from cvae_sdk.fastpath import BoundRunner, DeviceSamples
+from cvae_sdk.fastpath import CLOSED, BoundRunner, DeviceSamples
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels
 from cvae_sdk.providers import (
     CPU,
@@ -183,7 +183,7 @@ class Generator:
 
     def _open_session(self) -> ort.InferenceSession:
         if self._session is None:
-            raise RuntimeError("this Generator is closed; open a new one with Generator.from_pretrained")
+            raise RuntimeError(CLOSED)
         return self._session
 
     @property
