@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import numpy as np
 IDX_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
+COLOUR_CHANNELS = (1, 3)  # channel counts read as such: (N, H, W, 3) is channels-last colour
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,15 @@ def load_npz(path: Path) -> Dataset:
 
     Optional ``test_images``/``test_labels`` become the test split.
     """
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic not in ZIP_MAGICS:
+        raise ValueError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays, as numpy.savez "
+                         "writes it; this file starts with other bytes)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: truncated or corrupt .npz file ({err}); write or copy it again") from err
     with archive:
         keys = set(archive.files)
         missing = {"images", "labels"} - keys
@@ -176,6 +184,9 @@ def load_npz(path: Path) -> Dataset:
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
     try:
         return np.asarray(archive[key])
+    except (OSError, EOFError, zipfile.BadZipFile) as err:  # a member cut short or damaged
+        raise ValueError(f"{path}: truncated or corrupt .npz file (array {key!r}: {err}); write or copy it "
+                         "again") from err
     except ValueError as err:  # object arrays need pickle, which is never allowed
         raise ValueError(f"{path}: array {key!r} holds pickled Python objects, which are refused; "
                          "save plain numeric (or string) arrays") from err
@@ -184,6 +195,8 @@ def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
 def _npz_split(path: Path, images: np.ndarray, labels: np.ndarray, what: str) -> LabeledImages:
     if images.ndim == 3:
         images = images[:, None]
+    if images.ndim == 4 and images.shape[3] in COLOUR_CHANNELS and images.shape[1] not in COLOUR_CHANNELS:
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # channels-last (N, H, W, C), as PIL writes
     if images.ndim != 4:
         raise ValueError(f"{path}: {what} images must be shaped (N,H,W) or (N,C,H,W), got {images.shape}")
     if labels.ndim != 1 or images.shape[0] != labels.shape[0]:
