@@ -12,6 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def writable_folder(target: str | Path) -> Path:
+    """The existing, writable folder ``target`` would be written into; a one-line error otherwise.
+
+    Every command checks its output files this way before any work, and none creates a missing
+    folder for a file: a typo in ``--out`` is named, not silently made into a new folder tree."""
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {target}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {target}: folder {folder} is not writable; choose another --out")
+    return folder
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; rename it over ``target`` if the block succeeds.
@@ -24,11 +38,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     ('all or nothing', ['out.txt'])
     """
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {target}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write {target}: folder {folder} is not writable; choose another --out")
+    folder = writable_folder(target)
     while True:  # created with mode 0o666, so the process umask applies as to any new file
         tmp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
         try:

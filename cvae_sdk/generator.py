@@ -25,7 +25,7 @@ from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.checks import positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import CLOSED, BoundRunner, DeviceSamples
-from cvae_sdk.labels import LabelInput, parse_labels, request_labels
+from cvae_sdk.labels import LabelInput, parse_labels, request_labels, samples_per_label
 from cvae_sdk.providers import (
     CPU,
     CUDA,
@@ -338,21 +338,23 @@ class Generator:
         Sample i equals ``generate(...).samples[i]`` for the same arguments, so shards of one
         request (``start``/``stop``) concatenate to the whole, bit for bit.
         """
-        ids = request_labels(labels, num_samples_per_label, self._config.class_names)
-        stop = ids.shape[0] if stop is None else stop
-        if not 0 <= start <= stop <= ids.shape[0]:
-            raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {ids.shape[0]}, "
-                             f"got {start}/{stop}")
+        each = parse_labels(labels, self._config.class_names)                           # (L,) one per label
+        per_label = samples_per_label(num_samples_per_label)
+        total = each.shape[0] * per_label
+        stop = total if stop is None else stop
+        if not 0 <= start <= stop <= total:
+            raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {total}, got {start}/{stop}")
         temp, key = self._temperature(temperature), request_key(rng)
         _check_output_type(output_type)  # every check runs before the first chunk is asked for
-        return self._chunks(ids, key, temp, output_type, start, stop)
+        return self._chunks(each, per_label, key, temp, output_type, start, stop)
 
-    def _chunks(self, ids: np.ndarray, key: np.ndarray, temp: float | np.ndarray, output_type: str,
-                start: int, stop: int) -> Iterator[GenerationOutput[Any]]:
-        for lo in range(start, stop, self._chunk):
+    def _chunks(self, each: np.ndarray, per_label: int, key: np.ndarray, temp: float | np.ndarray,
+                output_type: str, start: int, stop: int) -> Iterator[GenerationOutput[Any]]:
+        for lo in range(start, stop, self._chunk):  # labels per chunk: memory bounded whatever the total
             hi = min(stop, lo + self._chunk)
-            z = prior_latents(self._config.prior, ids[lo:hi], key, lo, temp)
-            yield self._package(self._render(z, ids[lo:hi], output_type), ids[lo:hi], z, output_type, lo)
+            ids = each[np.arange(lo, hi) // per_label]                                   # (hi - lo,)
+            z = prior_latents(self._config.prior, ids, key, lo, temp)
+            yield self._package(self._render(z, ids, output_type), ids, z, output_type, lo)
 
     @overload
     def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,

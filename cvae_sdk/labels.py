@@ -63,7 +63,11 @@ def _as_list(labels: LabelInput) -> list[object]:
 
 def request_labels(labels: LabelInput, num_samples_per_label: int, class_names: Sequence[str]) -> np.ndarray:
     """The label of every sample of a request (N,): each label repeated, in the order given."""
-    n = num_samples_per_label
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):  # a TypeError for a float, as for labels
+    return np.repeat(parse_labels(labels, class_names), samples_per_label(num_samples_per_label))
+
+
+def samples_per_label(n: object) -> int:
+    """``num_samples_per_label`` checked: a positive int (a TypeError for a float, as for labels)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"num_samples_per_label must be an int, got {type(n).__name__}")
-    return np.repeat(parse_labels(labels, class_names), positive_int(n, "num_samples_per_label"))
+    return positive_int(int(n), "num_samples_per_label")

@@ -5,19 +5,22 @@ Every file is written atomically: a failure leaves no half-written file at the t
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from cvae_sdk.atomic import atomic_path
+from cvae_sdk.atomic import atomic_path, writable_folder
 from cvae_sdk.checks import even_split, positive_int
 from cvae_sdk.generator import Generator, HostOutput
 from cvae_sdk.images import make_image_grid, write_png
-from cvae_sdk.labels import LabelInput, request_labels
+from cvae_sdk.labels import LabelInput, parse_labels, samples_per_label
 from cvae_sdk.progress import progress_bar
 
 MAX_PNG_PER_LABEL = 64
+MAX_NPZ_BYTES = 4 * 2**30  # a .npz is built in memory before it is written; .npy streams any size
+LABEL_BYTES = 8            # one int64 label per sample
 SUFFIXES = (".png", ".npy", ".npz")
 
 
@@ -48,8 +51,12 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
         raise ValueError(f"dtype must be float32 or uint8, got {dtype!r}")
     if shard is not None and out.suffix != ".npy":
         raise ValueError("--shard writes .npy parts; use an --out ending in .npy")
-    ids = request_labels(labels, n, gen.config.class_names)
-    start, stop = parse_shard(shard, ids.shape[0])
+    total = parse_labels(labels, gen.config.class_names).shape[0] * samples_per_label(n)
+    start, stop = parse_shard(shard, total)
+    if out.suffix == ".png" and n > MAX_PNG_PER_LABEL:
+        raise ValueError(f"a PNG grid holds at most {MAX_PNG_PER_LABEL} samples per label, got --n {n}; "
+                         "write .npy for more")
+    check_room(out, stop - start, gen.config.sample_shape, dtype)
     if out.suffix == ".png":
         _write_png(gen, out, labels, n, seed, temperature, columns or n, scale)
     elif out.suffix == ".npz":
@@ -65,11 +72,21 @@ def write_samples(gen: Generator, out: Path, labels: LabelInput, n: int, *, seed
             "sample_shape": list(gen.config.sample_shape), "providers": gen.providers}
 
 
+def check_room(out: Path, samples: int, sample_shape: tuple[int, ...], dtype: str) -> None:
+    """Refuse, before any work, output the folder's disk cannot hold or a ``.npz`` too large for memory."""
+    folder = writable_folder(out)
+    size = samples * int(np.prod(sample_shape)) * np.dtype(dtype).itemsize + samples * LABEL_BYTES
+    if out.suffix == ".npz" and size > MAX_NPZ_BYTES:
+        raise ValueError(f"{samples:,} samples make a {size / 2**30:.1f} GiB .npz, built in memory; the limit is "
+                         f"{MAX_NPZ_BYTES / 2**30:.0f} GiB. Write .npy (streamed in bounded memory) for more")
+    free = shutil.disk_usage(folder).free
+    if size > free:
+        raise ValueError(f"{samples:,} samples need {size / 2**30:,.1f} GiB but {folder} has {free / 2**30:,.1f} GiB "
+                         "free; lower --n, use --shard K/N across disks, or write elsewhere")
+
+
 def _write_png(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int,
                temperature: float | None, columns: int, scale: int) -> None:
-    if n > MAX_PNG_PER_LABEL:
-        raise ValueError(f"a PNG grid holds at most {MAX_PNG_PER_LABEL} samples per label, got --n {n}; "
-                         "write .npy for more")
     positive_int(columns, "columns")
     result = gen.generate(labels, n, rng=seed, temperature=temperature, output_type="uint8")
     names = [gen.config.class_names[i] for i in result.labels[::n]]  # one per requested label, in order
@@ -85,24 +102,27 @@ def _stream_npy(gen: Generator, out: Path, labels: LabelInput, n: int, seed: int
                 temperature: float | None, dtype: str, start: int, stop: int, progress: bool) -> None:
     """Append chunks to a .npy after its header, with labels in a ``.labels.npy`` beside it.
 
-    Plain sequential writes, not a memory map: written pages belong to the page cache, not to this
-    process, so peak RSS stays at a few chunks whatever ``--n`` is.
+    Plain sequential writes of both files, not a memory map: written pages belong to the page cache,
+    not to this process, so peak RSS stays at a few chunks whatever ``--n`` is. The labels are
+    renamed into place before the images (the inner block ends first): a reader never finds new
+    images beside missing or older labels.
     """
-    shape = (stop - start, *gen.config.sample_shape)
+    count = stop - start
     labels_out = out.with_name(out.stem + ".labels.npy")
     output_type: HostOutput = "uint8" if dtype == "uint8" else "np"
     chunks = gen.iter_chunks(labels, n, rng=seed, temperature=temperature,  # validates eagerly
                              output_type=output_type, start=start, stop=stop)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
     with atomic_path(out) as tmp, atomic_path(labels_out) as tmp_labels:
-        label_ids = np.empty(stop - start, dtype=np.int64)
-        with tmp.open("wb") as handle, \
-                progress_bar(stop - start, f"sampling {out.name}", progress and stop - start > 1) as bar:
-            np.lib.format.write_array_header_1_0(handle, header)
+        with tmp.open("wb") as handle, tmp_labels.open("wb") as label_handle, \
+                progress_bar(count, f"sampling {out.name}", progress and count > 1) as bar:
+            _npy_header(handle, np.dtype(dtype), (count, *gen.config.sample_shape))
+            _npy_header(label_handle, np.dtype(np.int64), (count,))
             for chunk in chunks:
-                lo, hi = chunk.start - start, chunk.start - start + chunk.labels.shape[0]
                 handle.write(np.ascontiguousarray(chunk.samples, dtype=np.dtype(dtype)).data)
-                label_ids[lo:hi] = chunk.labels
-                bar.advance(hi - lo)
-        with tmp_labels.open("wb") as handle:
-            np.save(handle, label_ids)
+                label_handle.write(np.ascontiguousarray(chunk.labels, dtype=np.int64).data)
+                bar.advance(chunk.labels.shape[0])
+
+
+def _npy_header(handle: BinaryIO, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(handle, header)

@@ -110,6 +110,27 @@ def test_unwritable_out_and_missing_model(tiny_model: Path, tmp_path: Path) -> N
     assert done.returncode == 2 and ".png" in done.stderr
 
 
+@pytest.mark.parametrize(("name", "n", "message"), [
+    ("x.png", "1000000000", "at most 64 samples per label"),
+    ("x.npy", "1000000000000", "GiB free"),
+    ("x.npz", "100000000", "built in memory"),
+])
+def test_outputs_too_large_are_refused_before_any_allocation(tiny_model: Path, tmp_path: Path, name: str, n: str,
+                                                             message: str) -> None:
+    """A billion PNG cells, a .npy larger than the disk, a .npz larger than memory: refused up front."""
+    done = cvae("sample", "--model", str(tiny_model), "--label", "0", "--label", "1", "--n", n,
+                "--out", str(tmp_path / name))
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_a_missing_folder_as_sample_does(tiny_run: Path, tmp_path: Path) -> None:
+    target = tmp_path / "no" / "dir" / "m.onnx"
+    done = cvae("export", str(tiny_run), "--out", str(target))
+    assert done.returncode == 2 and "does not exist; create it first" in done.stderr
+    assert not (tmp_path / "no").exists()
+
+
 @pytest.mark.parametrize("name", ["x.png", "x.npy", "x.npz"])
 def test_unwritable_out_is_one_line(tiny_model: Path, name: str) -> None:
     # /proc refuses new files even for root, for whom permission bits do not apply

@@ -29,7 +29,7 @@ from cvae_sdk.artifact import (
     read_metadata,
     write_metadata,
 )
-from cvae_sdk.atomic import atomic_path
+from cvae_sdk.atomic import atomic_path, writable_folder
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
 
@@ -114,6 +114,7 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
         raise ValueError(f"--out must end in .onnx, got {out}")
     if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"--temperature must be finite and >= 0, got {temperature}")
+    writable_folder(out)  # before minutes of calibration, not after
     model, state = load_model(Path(source))
     path_module = GenerativePath(model.decoder).eval()     # as trained: calibration and the parity reference
     written = GenerativePath(exported_decoder(model)).eval()  # what the file holds
@@ -136,7 +137,6 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
         versions=_versions(), weights_sha256=weights_sha256(written))
     onnx_bytes = to_onnx_bytes(written, config)
     max_diff = check_parity(path_module, onnx_bytes, config)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_bytes(onnx_bytes)
     return ExportResult(out, config, max_diff, calibration)
