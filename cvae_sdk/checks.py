@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,26 @@ from cvae_sdk.backends import TrainingDiverged
 # What a failure means to a command line: errors a user can fix (2), a diverged run (1), Ctrl-C (130).
 USER_ERRORS = (ValueError, TypeError, ImportError, OSError)
 EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# The prior's spread is multiplied by the temperature: 1 is the prior itself, calibrated classes sit
+# at 0.6-1. Far beyond MAX_TEMPERATURE samples are noise, and at 1e308 the latents overflow to inf.
+MAX_TEMPERATURE = 10.0
+
+
+def check_temperature(value: Any, name: str = "temperature") -> float:
+    """``value`` as a float if it is a number in [0, MAX_TEMPERATURE]; a TypeError or one-line ValueError else.
+
+    >>> check_temperature(0.8)
+    0.8
+    >>> check_temperature(1e308)
+    Traceback (most recent call last):
+    ValueError: temperature must be finite and in [0, 10] (1 is the prior's own spread), got 1e+308
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
+        raise ValueError(f"{name} must be finite and in [0, {MAX_TEMPERATURE:g}] (1 is the prior's own spread), "
+                         f"got {value}")
+    return float(value)
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import onnxruntime as ort
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata, variant_path
 from cvae_sdk.batcher import MicroBatcher
-from cvae_sdk.checks import positive_int, to_uint8
+from cvae_sdk.checks import check_temperature, positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import CLOSED, BoundRunner, DeviceSamples
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels, samples_per_label
@@ -411,11 +410,7 @@ class Generator:
     def _temperature(self, temperature: float | None) -> float | np.ndarray:
         if temperature is None:
             return self._config.sampling_temperature(None)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)):
-            raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-        if not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
-        return float(temperature)
+        return check_temperature(temperature)
 
     def _check_latents(self, latents: np.ndarray, n: int) -> np.ndarray:
         array = np.asarray(latents)

@@ -44,6 +44,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_GRID_PER_LABEL, MAX_GRID_SCALE = 64, 8
 INLINE_SAMPLES = 16  # a lone request this small is decoded on the event loop (about a millisecond at most)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -477,6 +478,8 @@ def serve(model: str | Path | None, settings: ServeSettings, *, host: str = "127
     ``workers`` above 1 runs that many server processes on the port (:mod:`cvae_sdk.replicas`).
     """
     positive_int(workers, "workers")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+        raise ValueError(f"port must be an int in 0-{MAX_PORT} (0 picks a free one), got {port!r}")
     if workers > 1:
         from cvae_sdk.replicas import serve_workers
 

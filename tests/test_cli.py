@@ -88,7 +88,8 @@ def test_sample_npz_holds_images_labels_latents_and_reads_as_a_dataset(tiny_mode
     (["--label", "9"], "out of range"),
     (["--label", "sideways"], "unknown class name"),
     (["--label", "0", "--n", "0"], "num_samples_per_label must be an int >= 1"),
-    (["--label", "0", "--temperature", "-1"], "temperature must be finite and >= 0"),
+    (["--label", "0", "--temperature", "-1"], "temperature must be finite and in [0, 10]"),
+    (["--label", "0", "--temperature", "1e308"], "temperature must be finite and in [0, 10]"),
     (["--label", "0", "--shard", "3/3"], "--shard"),
 ])
 def test_cli_errors_are_one_line_without_traceback(tiny_model: Path, tmp_path: Path, args: list[str],

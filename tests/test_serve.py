@@ -134,6 +134,7 @@ def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
     ("POST", "/v1/generate", {"labels": ["nope"]}, 400, "unknown"),
     ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 0}, 400, ">= 1"),
     ("POST", "/v1/generate", {"labels": [0], "temperature": -1.0}, 400, "temperature"),
+    ("POST", "/v1/generate", {"labels": [0], "temperature": 1e308}, 400, "finite and in [0, 10]"),
     ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 501}, 413, "at most 500"),
     ("POST", "/v1/generate", {"labels": [0], "bogus": 1}, 422, "bogus"),
     ("POST", "/v1/generate", {"labels": [0], "num_samples_per_label": "3"}, 422, "num_samples_per_label"),
@@ -361,3 +362,11 @@ def test_the_page_draws_a_grid_in_a_real_browser(server: Server, gen: Generator)
         assert browser.save_screenshot(str(SCREENSHOTS / "serve-page.png"))
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_outside_the_tcp_range_is_refused(tiny_model: Path, port: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", "serve", str(tiny_model), "--port", port],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "port must be an int in 0-65535" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -9,7 +9,6 @@ atomically: a failed check writes nothing.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -30,6 +29,7 @@ from cvae_sdk.artifact import (
     write_metadata,
 )
 from cvae_sdk.atomic import atomic_path, writable_folder
+from cvae_sdk.checks import check_temperature
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
 
@@ -112,8 +112,8 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     """
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
-    if temperature is not None and not (math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"--temperature must be finite and >= 0, got {temperature}")
+    if temperature is not None:
+        check_temperature(temperature, "--temperature")
     writable_folder(out)  # before minutes of calibration, not after
     model, state = load_model(Path(source))
     path_module = GenerativePath(model.decoder).eval()     # as trained: calibration and the parity reference
