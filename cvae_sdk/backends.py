@@ -34,6 +34,7 @@ CAPABILITIES = {
 }
 ARCHS = ("dense", "conv", "mlp")
 UPSAMPLES = ("subpixel", "transpose")
+AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the training images, or none
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds
 # (glyphs at 67 epochs: FD 2.203x its floor, at 110: 1.798x; large sets still get MIN_EPOCHS passes:
 # MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40), and cut short by early stopping once
@@ -82,6 +83,7 @@ class TrainConfig:
     mirror: str | None = None
     aggregate_components: int | None = None  # None: sized from the labels (planned_components)
     binarize: bool = False
+    augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples: quality.md
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
 
     def __post_init__(self) -> None:
@@ -99,6 +101,7 @@ class TrainConfig:
             (self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}"),
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
             (self.upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}"),
+            (self.augment in AUGMENTS, f"augment must be one of {AUGMENTS}, got {self.augment!r}"),
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
@@ -125,8 +128,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Runs saved before ``upsample`` existed had transposed convolutions."""
-        return cls(**{"upsample": "transpose", **data})
+        """Runs saved before ``upsample`` existed had transposed convolutions, and before ``augment``, none."""
+        return cls(**{"upsample": "transpose", "augment": "none", **data})
 
 
 @dataclass(frozen=True)

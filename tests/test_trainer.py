@@ -16,7 +16,7 @@ from conftest import tiny_config
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import TrainingDiverged, train
 
-from cvae_sdk.backends import MAX_COMPONENTS
+from cvae_sdk.backends import MAX_COMPONENTS, TrainConfig
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
@@ -54,7 +54,7 @@ def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -
 def test_resume_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) -> None:
     """Extending a run with --resume --epochs: exact with a constant rate (a cosine one follows the new total)."""
     full = tmp_path / "full"
-    flat = {"aggregate_components": 0, "lr_schedule": "constant"}
+    flat = {"aggregate_components": 0, "lr_schedule": "constant", "augment": "shift"}  # shifts resume exactly too
     with warnings.catch_warnings(record=True) as alarms_full:  # a 3-epoch tiny run still looks collapsed
         warnings.simplefilter("always")
         train(tiny_config(tiny_npz, full, epochs=3, **flat), progress=False)
@@ -212,3 +212,26 @@ def test_more_prior_components_than_a_class_has_images_fail_before_training(tmp_
     with pytest.raises(ValueError, match="aggregate-components 10000 needs .* Pass at most"):
         train(config, progress=False)
     assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_shift_augmentation_moves_whole_pixels_and_keeps_the_rest() -> None:
+    """Shifts copy pixels (no resampling blur), fill from the edge, and leave unshifted images bit-equal."""
+    from cvae_sdk_training.augment import draw_shifts, max_shift, shift_images
+
+    assert (max_shift(28, 28), max_shift(32, 32), max_shift(64, 64), max_shift(12, 12), max_shift(6, 6)) == (
+        2, 2, 5, 1, 0)
+    x = torch.rand(3, 3, 16, 16)
+    moved = shift_images(x, torch.tensor([[1, -2], [0, 0], [-1, 1]]))
+    assert torch.equal(moved[1], x[1])
+    assert torch.equal(moved[0, :, 1:, :14], x[0, :, :15, 2:]) and torch.equal(moved[0, :, 0], moved[0, :, 1])
+    assert torch.equal(moved[2, :, :15, 1:], x[2, :, 1:, :15])
+    shifts = draw_shifts(4000, 28, 28, torch.Generator().manual_seed(0))
+    assert shifts.abs().max() == 2 and 0.4 < (shifts != 0).any(1).float().mean() < 0.5  # half shifted, some by 0
+    assert torch.equal(shifts, draw_shifts(4000, 28, 28, torch.Generator().manual_seed(0)))
+
+
+def test_runs_saved_before_augmentation_existed_resume_without_it() -> None:
+    assert TrainConfig.from_dict({"data": "d", "out": "o"}).augment == "none"
+    assert TrainConfig(data="d", out="o").augment == "none"
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainConfig(data="d", out="o", augment="flip")

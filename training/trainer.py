@@ -29,6 +29,7 @@ from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier
 from cvae_sdk.progress import progress_bar
 
 from .aggregate import fit_aggregate_prior
+from .augment import draw_shifts, shift_images
 from .checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from .classifier import train_run_classifier
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
@@ -355,6 +356,9 @@ class _Loop:
             x = torch.bernoulli(data.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
         else:
             x = data.x[idx[part].to(self.device)]
+        if self.config.augment == "shift":  # drawn for the global batch, like the noise: same on every rank
+            height, width = x.shape[2:]
+            x = shift_images(x, draw_shifts(idx.shape[0], height, width, self.generator)[part])
         n_part = x.shape[0]
         if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
             part, x = slice(0, 1), data.x[idx[:1].to(self.device)]
