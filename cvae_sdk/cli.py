@@ -100,6 +100,10 @@ def train(
         help="cosine: decay to lr/20 over the planned epochs.")] = _D.lr_schedule,  # type: ignore[assignment]
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = _D.beta,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = _D.binarize,
+    augment: Annotated[Literal["shift", "none"], typer.Option(
+        help="shift: move half the training images by up to 1/14 of their side in whole pixels (never "
+             "flipped or resampled), so small sets train longer before they overfit; none: as they are."
+    )] = _D.augment,  # type: ignore[assignment]
     classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
                                                          "the shipped one if it fits the data, else one fitted "
                                                          "on the train split in seconds).")] = None,
@@ -129,7 +133,7 @@ def train(
                          beta=beta, warmup_epochs=warmup_epochs,
                          val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
                          aggregate_components=aggregate_components, binarize=binarize,
-                         classifier=classifier)
+                         augment=augment, classifier=classifier)
     if nproc != 1:
         launch = capability(backend, "launch")
         status = launch(config, nproc=nproc, resume=resume, progress=_progress_enabled(quiet))
@@ -356,22 +360,19 @@ def evaluate(
 ) -> None:
     """Measure label fidelity, realism and diversity (and, for a run, the likelihood)."""
     from cvae_sdk.data import open_dataset
-    from cvae_sdk.evaluate import (
-        EvalClassifier,
-        comparison_sheet,
-        default_classifier,
-        evaluate_generator,
-    )
+    from cvae_sdk.evaluate import comparison_sheet, evaluate_generator, find_classifier
     from cvae_sdk.generator import Generator
     from cvae_sdk.images import write_png
 
     dataset = open_dataset(data)
     if dataset.test is None:
         raise ValueError(f"{data} has no test split; evaluation needs held-out test images")
-    clf = EvalClassifier.load(classifier) if classifier is not None else default_classifier(dataset)
-    report: dict[str, Any] = {"source": str(source), "data": dataset.source, "classifier": str(clf.path)}
     with _artifact_for(source, temperature) as model_path:
         gen = Generator.from_pretrained(model_path, providers=["CPUExecutionProvider"])
+        run_dir = (gen.config.train_config or {}).get("out")
+        clf = find_classifier(source, dataset, classifier, Path(run_dir) if run_dir else None)
+        clf.check_fits(gen.config.sample_shape, gen.config.class_names, dataset.test)
+        report: dict[str, Any] = {"source": str(source), "data": dataset.source, "classifier": str(clf.path)}
         report.update(evaluate_generator(gen, dataset.test, clf, samples_per_label=samples_per_label,
                                          seed=seed, temperature=temperature))
         sheet = sheet or (json_out.with_suffix(".png") if json_out is not None else None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ SHIPPED_CLASSIFIER = "mnist-classifier.onnx"
 RUN_CLASSIFIER = "classifier.onnx"  # the evaluation classifier a training run keeps beside its checkpoints
 DIVERSITY_SUBSAMPLE = 500
 BATCH = 2048
+CHANCE_MULTIPLE = 2  # a classifier must read real test images at least twice as often as chance
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -59,7 +61,12 @@ class EvalClassifier:
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types name no fix
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path} is not a readable ONNX classifier ({first[:160]}); pass a file written by "
+                             "`cvae-sdk classifier`") from err
         props = session.get_modelmeta().custom_metadata_map
         if CLASSIFIER_KEY not in props:
             raise ValueError(f"{path} is not a cvae-sdk evaluation classifier (no {CLASSIFIER_KEY!r} metadata)")
@@ -82,6 +89,46 @@ class EvalClassifier:
             preds.append(logits.argmax(1))
             feats.append(features.astype(np.float64))
         return np.concatenate(preds), np.concatenate(feats)
+
+
+    def check_fits(self, sample_shape: tuple[int, ...], class_names: Sequence[str], test: LabeledImages) -> float:
+        """Refuse a classifier, model and data that do not belong together; returns the accuracy on ``test``.
+
+        The image shapes and the classes must agree, and the classifier must read the real test images
+        well above chance: a letters classifier on digits scores samples as nonsense, not as bad."""
+        mine = tuple(self.meta.get("sample_shape", sample_shape))
+        if tuple(test.image_shape) != tuple(sample_shape):
+            raise ValueError(f"the data's images are {_shape(test.image_shape)} but the model draws "
+                             f"{_shape(sample_shape)}; evaluate it on data of its own image size")
+        if mine != tuple(sample_shape):
+            raise ValueError(f"classifier {self.path} reads {_shape(mine)} images but the model draws "
+                             f"{_shape(sample_shape)}; train one on this data with `cvae-sdk classifier`")
+        names = [str(c) for c in self.meta.get("class_names", class_names)]
+        if len(names) != len(class_names) or names != [str(c) for c in class_names]:
+            raise ValueError(f"classifier {self.path} knows classes {names[:12]} but the model draws "
+                             f"{list(class_names)[:12]}; pass a classifier trained on the model's classes")
+        predicted, _ = self.predict(test.images)
+        accuracy = float((predicted == test.labels).mean())
+        if accuracy < CHANCE_MULTIPLE / len(class_names):
+            raise ValueError(f"classifier {self.path} recognises only {accuracy:.1%} of the real test images of "
+                             f"{len(class_names)} classes (chance: {1 / len(class_names):.1%}): it was not trained "
+                             "on this data. Train one with `cvae-sdk classifier --data PATH`")
+        return accuracy
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(int(v)) for v in shape)
+
+
+def find_classifier(source: Path, dataset: Dataset, explicit: Path | None, run_dir: Path | None) -> EvalClassifier:
+    """``--classifier``, else the one a run keeps beside its checkpoints (``run_dir``, for an artifact the
+    run it was exported from, if that folder is still here), else the shipped one if it fits the data."""
+    if explicit is not None:
+        return EvalClassifier.load(explicit)
+    for folder in (source if source.suffix != ".onnx" else None, run_dir):
+        if folder is not None and run_classifier_path(Path(folder)).is_file():
+            return EvalClassifier.load(run_classifier_path(Path(folder)))
+    return default_classifier(dataset)
 
 
 def run_classifier_path(source: Path) -> Path:

@@ -92,9 +92,61 @@ def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_model: Path, tiny_npz
     assert report["temperature"] == dict(zip(exported.class_names, exported.class_temperatures, strict=True))
 
 
-def test_evaluate_without_matching_classifier_is_explained(tiny_model: Path, tiny_npz: Path) -> None:
-    result = CliRunner().invoke(app, ["evaluate", str(tiny_model), "--data", str(tiny_npz)])
+def test_evaluate_finds_the_runs_classifier_with_no_flag(tiny_run: Path, tiny_model: Path, tiny_npz: Path,
+                                                        tmp_path: Path) -> None:
+    """A run keeps its classifier beside its checkpoints; an artifact names the run it came from."""
+    for source in (tiny_model, tiny_run):
+        report_path = tmp_path / f"{source.stem}.json"
+        result = CliRunner().invoke(app, ["evaluate", str(source), "--data", str(tiny_npz), "--samples-per-label",
+                                          "20", "--no-likelihood", "--quiet", "--json", str(report_path)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(report_path.read_text())["classifier"] == str(tiny_run / "classifier.onnx")
+
+
+def test_evaluate_without_matching_classifier_is_explained(tiny_run: Path, tiny_npz: Path, tmp_path: Path) -> None:
+    import torch
+
+    state = torch.load(tiny_run / "best.pt", map_location="cpu", weights_only=True)
+    state["train_config"]["out"] = str(tmp_path)  # a run folder that keeps no classifier
+    torch.save(state, tmp_path / "best.pt")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "best.pt"), "--data", str(tiny_npz)])
     assert result.exit_code == 2 and "cvae-sdk classifier" in result.output
+
+
+def _one_line_error(args: list[str]) -> str:
+    result = CliRunner().invoke(app, ["evaluate", *args, "--samples-per-label", "10", "--quiet"])
+    assert result.exit_code == 2 and result.exception is not None and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    return result.output
+
+
+def test_evaluate_refuses_classifier_model_and_data_that_do_not_belong_together(
+        tiny_model: Path, tiny_npz: Path, tiny_classifier: Path, tmp_path: Path) -> None:
+    from conftest import TINY_CLASSES, TINY_SHAPE, make_images
+    from cvae_sdk_training.classifier import train_classifier
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    assert "is not a readable ONNX classifier" in _one_line_error(
+        [str(tiny_model), "--data", str(tiny_npz), "--classifier", str(junk)])
+    images, labels = make_images(90, (1, 16, 16), TINY_CLASSES, 2)
+    larger = tmp_path / "larger.npz"
+    np.savez(larger, images=images, labels=labels, test_images=images, test_labels=labels)
+    assert "the data's images are 1x16x16 but the model draws 1x12x12" in _one_line_error(
+        [str(tiny_model), "--data", str(larger), "--classifier", str(tiny_classifier)])
+    images, labels = make_images(90, TINY_SHAPE, TINY_CLASSES, 2)
+    shuffled = tmp_path / "shuffled.npz"  # the same classes, each image labelled as the next class
+    np.savez(shuffled, images=images, labels=(labels + 1) % TINY_CLASSES, test_images=images,
+             test_labels=(labels + 1) % TINY_CLASSES, class_names=np.array(["top", "middle", "bottom"]))
+    assert "recognises only 0.0% of the real test images" in _one_line_error(
+        [str(tiny_model), "--data", str(shuffled), "--classifier", str(tiny_classifier)])
+    renamed = tmp_path / "renamed.npz"
+    np.savez(renamed, images=images, labels=labels, test_images=images, test_labels=labels,
+             class_names=np.array(["a", "b", "c"]))
+    other = tmp_path / "other.onnx"
+    train_classifier(str(renamed), other, epochs=1, progress=False)
+    assert "knows classes ['a', 'b', 'c'] but the model draws ['top', 'middle', 'bottom']" in _one_line_error(
+        [str(tiny_model), "--data", str(tiny_npz), "--classifier", str(other)])
 
 
 def test_classifier_training_is_seeded_and_leaves_the_global_rng_alone(tiny_npz: Path) -> None:
