@@ -29,6 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harder_sets  # noqa: E402  (the set builders beside this script)
 
+from cvae_sdk.evaluate import SHIPPED_CLASSIFIER  # noqa: E402
+from cvae_sdk.generator import shipped_file  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
 VARIANTS = RESULTS.with_name("own_data_variants.jsonl")
 SETS = ("glyphs", "mnist-3k", "mnist")
@@ -68,8 +71,9 @@ def run(name: str, work: Path, mnist: str, flags: list[str]) -> dict[str, object
     _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet", *flags)
     exported, export_s = cli("export", str(run_dir), "--out", str(model))
     report_path = work / f"{tag}-eval.json"
+    # named explicitly: with no flag, evaluate would take the run's own classifier, which judged its training
     cli("evaluate", str(model), "--data", data, "--json", str(report_path), "--quiet",
-        *(["--classifier", classifier] if classifier else []))
+        "--classifier", classifier or str(shipped_file(SHIPPED_CLASSIFIER)))
     report = json.loads(report_path.read_text())
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best = max(history, key=lambda r: r["val_elbo"])
