@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ REQUIRED_KEYS: KeyTypes = {"format_version": int, "num_classes": int, "class_nam
                            "sample_shape": list, "prior": dict, "default_temperature": (int, float)}
 OPTIONAL_KEYS: KeyTypes = {"train_config": dict, "model_config": dict, "metrics": dict, "versions": dict,
                            "weights_sha256": str, "quantization": str, "producer": str,
-                           "class_temperatures": list}
+                           "class_temperatures": list, "output_contrast": (int, float)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +76,7 @@ class ArtifactConfig:
     quantization: str = "none"
     producer: str = "cvae-sdk"
     class_temperatures: tuple[float, ...] | None = None  # per class, calibrated at export; else default
+    output_contrast: float = 1.0  # the decoder's logits were scaled by this before the sigmoid, folded into its weights
 
     def sampling_temperature(self, temperature: float | None) -> float | np.ndarray:
         """What ``temperature=None`` means: the per-class temperatures (K,) when calibrated, else the default."""
@@ -94,6 +96,8 @@ class ArtifactConfig:
                "producer": self.producer}
         if self.class_temperatures is not None:
             doc["class_temperatures"] = list(self.class_temperatures)
+        if self.output_contrast != 1.0:
+            doc["output_contrast"] = self.output_contrast
         return json.dumps(doc)
 
 
@@ -146,12 +150,16 @@ def parse_metadata(props: dict[str, str], where: str = "model") -> ArtifactConfi
     if temps is not None and (len(temps) != k or not all(
             isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < float("inf") for t in temps)):
         raise ArtifactError(f"{where}: class_temperatures must be {k} finite numbers >= 0, got {temps!r}")
+    contrast = doc.get("output_contrast", 1.0)
+    if not (math.isfinite(contrast) and contrast > 0):
+        raise ArtifactError(f"{where}: output_contrast must be a finite number > 0, got {contrast!r}")
     return ArtifactConfig(
         num_classes=k, class_names=tuple(names), latent_dim=d, sample_shape=tuple(shape),
         prior=_parse_prior(doc["prior"], k, d, where),
         default_temperature=float(doc["default_temperature"]), format_version=doc["format_version"],
-        **{key: doc[key] for key in OPTIONAL_KEYS if key in doc and key != "class_temperatures"},
-        class_temperatures=None if temps is None else tuple(float(t) for t in temps))
+        **{key: doc[key] for key in OPTIONAL_KEYS if key in doc and key not in ("class_temperatures",
+                                                                                "output_contrast")},
+        class_temperatures=None if temps is None else tuple(float(t) for t in temps), output_contrast=float(contrast))
 
 
 def _check_types(doc: dict[str, Any], where: str) -> None:

@@ -156,6 +156,10 @@ def export(
     temperature: Annotated[float | None, typer.Option(
         help="Sampling temperature stored in the artifact. Default: one per class, calibrated with the run's "
              "evaluation classifier (the largest that keeps the class's label fidelity).")] = None,
+    contrast: Annotated[float | None, typer.Option(
+        help="Output contrast: the decoder's logits times this before the sigmoid, folded into its last layer "
+             "(no sampling cost). Default: chosen with the run's classifier on its training images; 1: the "
+             "decoder as trained.")] = None,
     backend: Annotated[str, typer.Option(help="Training backend that made the run.")] = "torch",
     int8: Annotated[bool, typer.Option(help="Also write an int8 artifact (static quantisation) beside --out, "
                                             "if it keeps label fidelity within 0.3 points.")] = False,
@@ -171,13 +175,17 @@ def export(
 
     variants = [name for name, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
     clf = _gate_classifier(classifier, data, source) if variants else None  # fail before any work
-    path = get_backend(backend).export(source, out, prior=prior, temperature=temperature)
+    options: dict[str, Any] = {"prior": prior, "temperature": temperature}
+    if contrast is not None:  # only when asked: a backend without the option still exports
+        options["contrast"] = contrast
+    path = get_backend(backend).export(source, out, **options)
     summary: dict[str, Any] = {"artifact": str(path), "bytes": path.stat().st_size}
     config = Generator.from_pretrained(path, providers=["CPUExecutionProvider"]).config
     if config.class_temperatures is not None:
         summary["class_temperatures"] = dict(zip(config.class_names, config.class_temperatures, strict=True))
     else:
         summary["temperature"] = config.default_temperature
+    summary["output_contrast"] = config.output_contrast
     for variant in variants:
         target = variant_path(path, variant)
         gate = capability(backend, "quantize")(path, target, clf, variant=variant)
@@ -381,7 +389,8 @@ def evaluate(
             report["sheet"] = str(sheet)
     if source.suffix != ".onnx":  # a run: how close its decoder alone comes to real images
         names = [row["class"] for row in report["per_class"]]
-        report["reconstruction"] = _reconstruction_scores(source, dataset, clf, names, samples_per_label, seed)
+        report["reconstruction"] = _reconstruction_scores(source, dataset, clf, names, samples_per_label, seed,
+                                                          gen.config.output_contrast)
     if likelihood and source.suffix != ".onnx":
         likelihood_report = capability("torch", "likelihood_report")
         report["likelihood"] = likelihood_report(source, dataset.test, k=k, limit=likelihood_images,
@@ -401,12 +410,14 @@ def evaluate(
 
 
 def _reconstruction_scores(source: Path, dataset: Any, clf: Any, class_names: list[str], per_label: int,
-                           seed: int) -> dict[str, Any]:
-    """The run's reconstructions of up to ``per_label`` training images per class, scored like its samples."""
-    from cvae_sdk.evaluate import reconstruction_pool, score_images
+                           seed: int, contrast: float) -> dict[str, Any]:
+    """The run's reconstructions of up to ``per_label`` training images per class, scored like its samples
+    (at the output contrast its samples are drawn with)."""
+    from cvae_sdk.evaluate import reconstruction_pool, score_images, with_contrast
 
     pool = reconstruction_pool(dataset.train, per_label, len(class_names), seed)
     images = capability("torch", "reconstruct")(source, dataset.train.images[pool], dataset.train.labels[pool])
+    images = with_contrast(images, contrast)
     scores = score_images(images, dataset.train.labels[pool], dataset.test, clf, class_names, seed=seed)
     return {"images": int(pool.size), **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
 

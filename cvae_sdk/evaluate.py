@@ -221,6 +221,14 @@ def score_images(images: np.ndarray, labels: np.ndarray, test: LabeledImages, cl
     }
 
 
+def with_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
+    """Pixel means (N, C, H, W) as a decoder with its logits times ``contrast`` would draw them."""
+    if contrast == 1.0:
+        return images
+    p = np.clip(images.astype(np.float64), 1e-7, 1 - 1e-7)
+    return (1.0 / (1.0 + np.exp(-contrast * (np.log(p) - np.log1p(-p))))).astype(np.float32)
+
+
 def reconstruction_pool(train: LabeledImages, per_label: int, num_classes: int, seed: int) -> np.ndarray:
     """Indices of up to ``per_label`` seeded training images of each class: what a run reconstructs
     to show how close its decoder alone comes to real images."""

@@ -38,6 +38,8 @@ def _rewrite(model: Path, out: Path, doc: dict | None, extra: dict[str, str] | N
     (lambda d: d["prior"]["scale_tril"][0][0][0].__setitem__(0, -1.0), "positive diagonal"),
     (lambda d: d["prior"]["means"][0][0].__setitem__(0, float("nan")), "NaN or inf"),
     (lambda d: d.update(class_names="abc"), "has type str"),
+    (lambda d: d.update(output_contrast=-1.0), "output_contrast must be a finite number > 0"),
+    (lambda d: d.update(output_contrast="sharp"), "has type str"),
 ])
 def test_invalid_metadata_is_named(tiny_model: Path, tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
     doc = _doc(tiny_model)

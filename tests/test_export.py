@@ -45,8 +45,9 @@ def test_parity_at_dynamic_batch_sizes(tiny_run: Path, tiny_model: Path, n: int)
     z = rng.standard_normal((n, 4)).astype(np.float32) * 3
     y = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
     got = session.run(["samples"], {"z": z, "y": y})[0]
+    contrast = parse_metadata(dict(session.get_modelmeta().custom_metadata_map)).output_contrast
     with torch.inference_mode():
-        want = GenerativePath(model.decoder)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
+        want = GenerativePath(model.decoder, contrast)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
     assert got.shape == (n, 1, 12, 12)
     assert np.abs(got - want).max() <= 1e-5
     # the sub-pixel decoder is written folded: two Convs with only their ReLU between them, the
@@ -121,3 +122,49 @@ def test_exported_graph_has_no_concat(tiny_npz: Path, tmp_path: Path, arch: str)
     model = export_generator(tmp_path / arch, tmp_path / f"{arch}.onnx", temperature=1.0)
     ops = [node.op_type for node in onnx.load(str(model.path)).graph.node]
     assert "Concat" not in ops and "Slice" not in ops and ops.count("Gemm") >= 2
+
+
+@pytest.mark.parametrize(("arch", "upsample"), [("conv", "subpixel"), ("conv", "transpose"), ("mlp", "subpixel"),
+                                               ("dense", "subpixel")])
+def test_contrast_folds_into_the_last_layer_of_every_decoder(arch: str, upsample: str) -> None:
+    """Logits times s, from the weights alone: the graph and its FLOPs stay the same."""
+    import copy
+
+    from cvae_sdk_training.contrast import fold_contrast
+    from cvae_sdk_training.export import exported_decoder
+    from cvae_sdk_training.model import CVAE, ModelConfig
+
+    model = CVAE(ModelConfig(image_shape=(1, 12, 12), num_classes=3, latent_dim=4, arch=arch,  # type: ignore[arg-type]
+                             hidden=16, conv_channels=4, upsample=upsample))  # type: ignore[arg-type]
+    decoder = exported_decoder(model)
+    folded = fold_contrast(copy.deepcopy(decoder), 1.5, 4, 3)
+    z, y = torch.randn(5, 4), torch.eye(3)[torch.arange(5) % 3]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(z, y), 1.5 * decoder(z, y), rtol=1e-5, atol=1e-5)
+    assert sum(p.numel() for p in folded.parameters()) == sum(p.numel() for p in decoder.parameters())
+
+
+def test_export_contrast_is_chosen_or_given_and_samples_follow_it(tiny_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cvae_sdk import Generator
+    from cvae_sdk.cli import app
+    from cvae_sdk.evaluate import with_contrast
+
+    chosen = export_generator(tiny_run, tmp_path / "chosen.onnx")
+    assert chosen.contrast is not None and chosen.config.output_contrast == chosen.contrast.contrast
+    assert set(chosen.contrast.frechet) == set(chosen.contrast.fidelity) and 1.0 in chosen.contrast.frechet
+    best = min(chosen.contrast.frechet.values())
+    assert chosen.contrast.frechet[chosen.config.output_contrast] == best or chosen.contrast.fidelity[
+        chosen.config.output_contrast] >= chosen.contrast.fidelity[1.0] - 0.005
+    for s in ("1", "1.5"):
+        result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / f"c{s}.onnx"),
+                                          "--contrast", s])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output.strip().splitlines()[-1])["output_contrast"] == float(s)
+    plain = Generator.from_pretrained(tmp_path / "c1.onnx").generate([0, 1, 2], 8, rng=3).samples
+    sharp = Generator.from_pretrained(tmp_path / "c1.5.onnx").generate([0, 1, 2], 8, rng=3).samples
+    np.testing.assert_allclose(sharp, with_contrast(plain, 1.5), atol=2e-4)
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "bad.onnx"), "--contrast", "0"])
+    assert result.exit_code == 2 and "--contrast must lie in [0.25, 8]" in result.output
+    assert not (tmp_path / "bad.onnx").exists()

@@ -8,7 +8,9 @@ atomically: a failed check writes nothing.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -31,10 +33,13 @@ from cvae_sdk.artifact import (
 from cvae_sdk.atomic import atomic_path, writable_folder
 from cvae_sdk.checks import check_temperature
 from cvae_sdk.contract import graph_problems
+from cvae_sdk.data import open_dataset
 from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
+from cvae_sdk.sampling import prior_latents
 
-from .calibrate import Calibration, calibrate_temperatures
+from .calibrate import SAMPLES_PER_CLASS, Calibration, calibrate_temperatures, calibration_key
 from .checkpoint import load_checkpoint, resolve_checkpoint
+from .contrast import MAX_CONTRAST, MIN_CONTRAST, ContrastChoice, choose_contrast, fold_contrast
 from .model import CVAE, FoldedSubpixelDecoder, ModelConfig
 from .onnx_export import export_module
 
@@ -53,17 +58,20 @@ class ExportResult:
     config: ArtifactConfig
     max_abs_diff: float
     calibration: Calibration | None = None
+    contrast: ContrastChoice | None = None  # how the output contrast was chosen (None: given, or not chosen)
 
 
 class GenerativePath(nn.Module):
-    """(z (N, D), y (N, K) class weights) -> samples (N, C, H, W) in [0, 1]: a decoder and the sigmoid."""
+    """(z (N, D), y (N, K) class weights) -> samples (N, C, H, W) in [0, 1]: a decoder and the sigmoid,
+    its logits times ``contrast`` (the written file holds that factor folded into the decoder instead)."""
 
-    def __init__(self, decoder: nn.Module) -> None:
+    def __init__(self, decoder: nn.Module, contrast: float = 1.0) -> None:
         super().__init__()
-        self.decoder = decoder
+        self.decoder, self.contrast = decoder, contrast
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z, y))
+        logits = self.decoder(z, y)
+        return torch.sigmoid(logits if self.contrast == 1.0 else self.contrast * logits)
 
 
 def exported_decoder(model: CVAE) -> nn.Module:
@@ -104,28 +112,39 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
 
 
 def export_generator(source: Path, out: Path, *, prior: str = "auto", temperature: float | None = None,
-                     metrics: dict[str, Any] | None = None) -> ExportResult:
+                     contrast: float | None = None, metrics: dict[str, Any] | None = None) -> ExportResult:
     """Export ``source`` (run folder or checkpoint) to ``out``; returns the written artifact.
 
     With ``temperature=None`` and the run's evaluation classifier beside the checkpoint, each class
     gets a calibrated temperature (:mod:`cvae_sdk_training.calibrate`); without a classifier, 1.0.
+    With ``contrast=None`` and that classifier, the output contrast is chosen on the run's training
+    images (:mod:`cvae_sdk_training.contrast`); without them, 1.0 (the decoder as trained).
     """
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
     if temperature is not None:
         check_temperature(temperature, "--temperature")
+    if contrast is not None and not (math.isfinite(contrast) and MIN_CONTRAST <= contrast <= MAX_CONTRAST):
+        raise ValueError(f"--contrast must lie in [{MIN_CONTRAST:g}, {MAX_CONTRAST:g}] (1: the decoder as "
+                         f"trained), got {contrast}")
     writable_folder(out)  # before minutes of calibration, not after
     model, state = load_model(Path(source))
-    path_module = GenerativePath(model.decoder).eval()     # as trained: calibration and the parity reference
-    written = GenerativePath(exported_decoder(model)).eval()  # what the file holds
     chosen_prior = choose_prior(model, state, prior)
+    seed = int(state["train_config"].get("seed", 0))
+    classifier = run_classifier(Path(source), model.cfg.num_classes)
     calibration = None
-    if temperature is None:
-        classifier = run_classifier(Path(source), model.cfg.num_classes)
-        if classifier is not None:
-            calibration = calibrate_temperatures(torch_decoder(path_module), chosen_prior, classifier,
-                                                 seed=int(state["train_config"].get("seed", 0)))
+    if temperature is None and classifier is not None:
+        calibration = calibrate_temperatures(torch_decoder(GenerativePath(model.decoder).eval()), chosen_prior,
+                                             classifier, seed=seed)
     temps = calibration.temperatures if calibration is not None else None
+    choice = None
+    if contrast is None:
+        choice = _choose_contrast(model, state, chosen_prior, classifier, temps or temperature or 1.0, seed)
+        contrast = choice.contrast if choice is not None else 1.0
+    path_module = GenerativePath(model.decoder, contrast).eval()  # as trained: the parity reference
+    folded = fold_contrast(copy.deepcopy(exported_decoder(model)), contrast, model.cfg.latent_dim,
+                           model.cfg.num_classes)
+    written = GenerativePath(folded).eval()  # what the file holds
     config = ArtifactConfig(
         num_classes=model.cfg.num_classes,
         class_names=tuple(state.get("class_names") or [str(i) for i in range(model.cfg.num_classes)]),
@@ -134,12 +153,31 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
         class_temperatures=temps,
         train_config=state["train_config"], model_config=state["model_config"],
         metrics=metrics if metrics is not None else dict(state.get("metrics") or {}),
-        versions=_versions(), weights_sha256=weights_sha256(written))
+        versions=_versions(), weights_sha256=weights_sha256(written), output_contrast=float(contrast))
     onnx_bytes = to_onnx_bytes(written, config)
     max_diff = check_parity(path_module, onnx_bytes, config)
     with atomic_path(out) as tmp:
         tmp.write_bytes(onnx_bytes)
-    return ExportResult(out, config, max_diff, calibration)
+    return ExportResult(out, config, max_diff, calibration, choice)
+
+
+def _choose_contrast(model: CVAE, state: dict[str, Any], prior: Prior, classifier: EvalClassifier | None,
+                     temperature: float | tuple[float, ...], seed: int) -> ContrastChoice | None:
+    """The output contrast for this run (None: no classifier, or its training images are not here)."""
+    if classifier is None:
+        return None
+    try:
+        real = open_dataset(state["train_config"]["data"]).train
+    except (ValueError, OSError, KeyError):
+        return None
+    if real.image_shape != model.cfg.image_shape:
+        return None
+    k = model.cfg.num_classes
+    labels = np.repeat(np.arange(k), SAMPLES_PER_CLASS)                                     # (K*S,)
+    temps = np.asarray(temperature, dtype=np.float64)
+    z = prior_latents(prior, labels, calibration_key(seed), 0, temps if temps.ndim else float(temps))
+    logits = torch_decoder(model.decoder.eval())(z, np.eye(k, dtype=np.float32)[labels])   # (K*S, C, H, W)
+    return choose_contrast(logits, labels, real, classifier, seed=seed)
 
 
 def run_classifier(source: Path, num_classes: int) -> EvalClassifier | None:
