@@ -31,8 +31,9 @@ class Bar:
 
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Bar]:
-    """A bar on stderr; disabled (a no-op) when ``enabled`` is False."""
-    if not enabled:
+    """A bar on stderr; a no-op when ``enabled`` is False or stderr is not a terminal (a log file gets
+    the callers' own summary lines, not a bar's redraws cut to an unknown width)."""
+    if not enabled or not sys.stderr.isatty():
         yield Bar(None, None)
         return
     from rich.console import Console

@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,6 +41,7 @@ LABEL_CHECK_PER_CLASS = 100
 IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
 WARMUP_BEFORE_ALARMS = 3      # epochs before the collapse and ignored-label warnings may fire
+ALARM_PHASE = 0.25            # and the share of the planned epochs a run may spend still learning to use its labels
 MIN_IMAGES_PER_CLASS = 10     # fewer cannot fit a class's prior, nor say anything about its samples
 MIN_SIDE = 4                  # the conv encoder and the evaluation classifier halve the image twice
 
@@ -266,6 +266,10 @@ class _Loop:
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.interrupted = True
 
+    def alarm_from(self) -> int:
+        """The first epoch whose alarms are raised: a run is still learning during its first ALARM_PHASE."""
+        return max(WARMUP_BEFORE_ALARMS, math.ceil(ALARM_PHASE * self.total_epochs))
+
     def stale_epochs(self) -> int:
         """Epochs since the best validation ELBO (derived from the history, so resume keeps it)."""
         if not self.history:
@@ -299,18 +303,21 @@ class _Loop:
         record.update(self.validate())
         record["epoch"] = self.epoch
         record.update(self.label_check())
+        raised = {kind for r in self.history for kind in r.get("alarms", {})}
+        record["alarms"] = alarms(record, self.model.cfg.latent_dim) if self.epoch >= self.alarm_from() else {}
         self.history.append(record)
         _append_metric(self.run_dir, record)
-        if self.epoch >= WARMUP_BEFORE_ALARMS:  # the first epochs of any VAE look collapsed
-            _warn_on_collapse(record, self.model.cfg.latent_dim)
-            _warn_on_ignored_label(record)
+        for kind, message in record["alarms"].items():
+            if kind not in raised:  # once per kind and run (resume included): metrics.jsonl keeps every epoch's
+                print(f"warning: {message}", file=sys.stderr, flush=True)
         improved = record["val_elbo"] > self.best
         if improved:
             self.best = record["val_elbo"]
             save_checkpoint(self.state(), self.run_dir / BEST)
         save_checkpoint(self.state(), self.run_dir / LAST)
         if progress:
-            print(_summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved),
+            left = (self.total_epochs - self.epoch) * float(np.mean([r["seconds"] for r in self.history]))
+            print(_summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
                   file=sys.stderr, flush=True)
 
     def train_epoch(self, progress: bool) -> dict[str, Any]:
@@ -440,33 +447,44 @@ class _Loop:
         plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
 
 
-def _summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool) -> str:
+def _summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool, left_s: float) -> str:
+    """One console line per epoch; the time left is for every planned epoch (early stopping may end sooner)."""
     fidelity = record.get("label_fidelity")
+    left = f"  at most {_duration(left_s)} left" if record["epoch"] < total else ""
     return (f"epoch {record['epoch']}/{total}  val ELBO {record['val_elbo']:.2f}  "
             f"active units {record['active_units']}/{latent_dim}  label fidelity "
             f"{'-' if fidelity is None else f'{fidelity:.3f}'}  {record['seconds']:.1f} s"
-            f"{'  (best so far)' if improved else ''}")
+            f"{'  (best so far)' if improved else ''}{left}")
 
 
-def _warn_on_collapse(record: dict[str, Any], latent_dim: int) -> None:
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def alarms(record: dict[str, Any], latent_dim: int) -> dict[str, str]:
+    """What is wrong with a run at this epoch, by kind, each with one fix to try; empty when healthy.
+
+    The fixes never pull one setting two ways (a collapse asks for a lower β, so an ignored label
+    asks for a smaller latent, not a larger β)."""
+    epoch, found = record["epoch"], {}
     if record["active_units"] == 0:
-        warnings.warn(f"posterior collapse at epoch {record['epoch']}: no active latent units of "
-                      f"{latent_dim}; lower --beta or add --warmup-epochs", stacklevel=2)
-
-
-def _warn_on_ignored_label(record: dict[str, Any]) -> None:
+        found["collapse"] = (f"posterior collapse at epoch {epoch}: no active latent units of {latent_dim}; "
+                             "lower --beta or add --warmup-epochs")
     fidelity = record.get("label_fidelity")
-    if fidelity is not None and fidelity < IGNORED_LABEL_FIDELITY:
-        warnings.warn(f"the label is being ignored at epoch {record['epoch']}: the classifier recognises the "
-                      f"requested label in only {fidelity:.0%} of prior samples; try a smaller --latent-dim, "
-                      "a larger --beta or --warmup-epochs", stacklevel=2)
-    elif fidelity is not None and (record["worst_class_fidelity"]
-                                   < IGNORED_LABEL_FIDELITY * record["worst_class_real_accuracy"]):
-        warnings.warn(f"class {record['worst_class']!r} is not being drawn at epoch {record['epoch']}: the classifier "
-                      f"recognises it in only {record['worst_class_fidelity']:.0%} of its prior samples (and "
-                      f"{record['worst_class_real_accuracy']:.0%} of its real images), most often seeing "
-                      f"{record['worst_class_drawn_as']!r}; train longer, or check that class's images and "
-                      "labels", stacklevel=2)
+    if fidelity is None:
+        return found
+    if fidelity < IGNORED_LABEL_FIDELITY:
+        found["ignored_label"] = (f"the label is being ignored at epoch {epoch}: the classifier recognises the "
+                                  f"requested label in only {fidelity:.0%} of prior samples; try a smaller "
+                                  "--latent-dim, or more --epochs")
+    elif record["worst_class_fidelity"] < IGNORED_LABEL_FIDELITY * record["worst_class_real_accuracy"]:
+        found["class_not_drawn"] = (f"class {record['worst_class']!r} is not being drawn at epoch {epoch}: the "
+                                    f"classifier recognises it in only {record['worst_class_fidelity']:.0%} of its "
+                                    f"prior samples (and {record['worst_class_real_accuracy']:.0%} of its real "
+                                    f"images), most often seeing {record['worst_class_drawn_as']!r}; train longer, "
+                                    "or check that class's images and labels")
+    return found
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
