@@ -37,12 +37,14 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as err:  # pragma: no cover - the [serve] extra is missing
     raise ImportError("cvae-sdk serve needs the serve extra: pip install 'cvae-sdk[serve]'") from err
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_GRID_PER_LABEL, MAX_GRID_SCALE = 64, 8
+GRID_SCALE = 2  # the default enlargement of /v1/grid.png cells, as `cvae-sdk sample --out x.png` draws them
 INLINE_SAMPLES = 16  # a lone request this small is decoded on the event loop (about a millisecond at most)
 MAX_PORT = 65535
 
@@ -210,6 +212,10 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         finally:
             state["in_flight"] -= 1
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> Response:
+        return _error(err.status_code, str(err.detail), dict(err.headers or {}))  # 404, 405: the {"error": ...} shape
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
         return _error(422, _problems(err.errors(), skip=1))  # FastAPI's locations start with "body"
@@ -280,7 +286,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     @app.get("/v1/grid.png")
     async def grid(label: list[str] = Query(...), n: int = 8, seed: int | None = None,  # noqa: B008
-                   temperature: float | None = None, scale: int = 1) -> Response:
+                   temperature: float | None = None, scale: int = GRID_SCALE) -> Response:
         """A PNG grid for an ``<img>`` tag: one row per label, ``n`` samples each, enlarged ``scale`` times."""
         gen = generator()
         if not 1 <= n <= MAX_GRID_PER_LABEL:

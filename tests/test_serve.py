@@ -124,6 +124,8 @@ def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
     want = gen.generate(["top", 2], 3, rng=1, output_type="uint8").samples
     expected = make_image_grid(want, 3, row_labels=["top", gen.config.class_names[2]], scale=2)
     assert status == 200 and png == encode_png(expected)
+    _, _, default_scale = request(server, "GET", "/v1/grid.png?label=top&label=2&n=3&seed=1")
+    assert default_scale == png  # cells enlarged twice by default, as `cvae-sdk sample --out x.png` draws them
     status, _, data = request(server, "POST", "/v1/interpolate",
                               {"start": 0, "end": 2, "steps": 5, "seed": 3, "output": "npy"})
     assert status == 200 and np.array_equal(_npy(data), gen.interpolate(0, 2, 5, rng=3).samples)
@@ -143,6 +145,8 @@ def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
     ("POST", "/v1/interpolate", {"start": 0, "end": 9}, 400, "out of range"),
     ("GET", "/v1/grid.png?label=0&n=0", None, 400, "n must lie"),
     ("GET", "/v1/grid.png?label=../../etc/passwd", None, 400, "unknown label"),
+    ("GET", "/v1/nothing-here", None, 404, "Not Found"),
+    ("GET", "/v1/generate", None, 405, "Method Not Allowed"),
 ])
 def test_bad_input_gets_a_json_error(server: Server, method: str, path: str, body: Any, status: int,
                                      message: str) -> None:
@@ -344,16 +348,26 @@ def test_the_page_draws_a_grid_in_a_real_browser(server: Server, gen: Generator)
     try:
         browser.get(server.url + "/")
         WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#labels input"))
+        checked = len(browser.find_elements(By.CSS_SELECTOR, "#labels input:checked"))
+
+        def grid_size(per_label: int) -> list[int]:  # the PNG the server draws, cells enlarged twice
+            shape = make_image_grid(np.zeros((checked * per_label, *gen.config.sample_shape), np.uint8), per_label,
+                                    row_labels=list(gen.config.class_names[:checked]), scale=2).shape
+            return [shape[1], shape[0]]
+
+        def shown(b: Any) -> Any:
+            return b.execute_script("const i = document.getElementById('grid'); return !i.hidden && i.complete "
+                                    "&& i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null;")
+
+        # a first grid (8 per label) and a download link appear on load, with no click
+        WebDriverWait(browser, 30).until(lambda b: shown(b) == grid_size(8))
+        link = browser.find_element(By.ID, "download")
+        assert link.is_displayed() and "/v1/grid.png?" in (link.get_attribute("href") or "")
         browser.find_element(By.ID, "count").clear()
         browser.find_element(By.ID, "count").send_keys("4")
         browser.find_element(By.ID, "generate").click()
-        size = WebDriverWait(browser, 30).until(lambda b: b.execute_script(
-            "const i = document.getElementById('grid'); return i.complete && i.naturalWidth > 0 ? "
-            "[i.naturalWidth, i.naturalHeight] : null;"))
-        checked = len(browser.find_elements(By.CSS_SELECTOR, "#labels input:checked"))
-        expected = make_image_grid(np.zeros((checked * 4, *gen.config.sample_shape), np.uint8), 4,
-                                   row_labels=list(gen.config.class_names[:checked])).shape
-        assert size == [expected[1], expected[0]]
+        WebDriverWait(browser, 30).until(lambda b: shown(b) == grid_size(4))
+        assert "n=4" in (link.get_attribute("href") or "")
         browser.find_element(By.ID, "morph").click()
         WebDriverWait(browser, 30).until(lambda b: b.execute_script(
             "return document.getElementById('morph-frame').naturalWidth > 0;"))
