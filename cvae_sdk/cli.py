@@ -160,6 +160,9 @@ def export(
         help="Output contrast: the decoder's logits times this before the sigmoid, folded into its last layer "
              "(no sampling cost). Default: chosen with the run's classifier on its training images; 1: the "
              "decoder as trained.")] = None,
+    allow_low_fidelity: Annotated[bool, typer.Option(
+        help="Export even when the run's classifier recognises the requested label in under half as many "
+             "samples as real images (a model that does not draw its classes yet).")] = False,
     backend: Annotated[str, typer.Option(help="Training backend that made the run.")] = "torch",
     int8: Annotated[bool, typer.Option(help="Also write an int8 artifact (static quantisation) beside --out, "
                                             "if it keeps label fidelity within 0.3 points.")] = False,
@@ -176,8 +179,10 @@ def export(
     variants = [name for name, wanted in (("int8", int8), ("fp16", fp16)) if wanted]
     clf = _gate_classifier(classifier, data, source) if variants else None  # fail before any work
     options: dict[str, Any] = {"prior": prior, "temperature": temperature}
-    if contrast is not None:  # only when asked: a backend without the option still exports
+    if contrast is not None:  # only when asked: a backend without the options still exports
         options["contrast"] = contrast
+    if allow_low_fidelity:
+        options["allow_low_fidelity"] = True
     path = get_backend(backend).export(source, out, **options)
     summary: dict[str, Any] = {"artifact": str(path), "bytes": path.stat().st_size}
     config = Generator.from_pretrained(path, providers=["CPUExecutionProvider"]).config

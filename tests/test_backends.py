@@ -57,7 +57,7 @@ def test_backend_meets_the_contract(name: str, minimal_backend: Path, tiny_npz: 
     assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and all("val_elbo" in r for r in lines)
-    artifact = backend.export(result.run_dir, tmp_path / "model.onnx")
+    artifact = backend.export(result.run_dir, tmp_path / "model.onnx", allow_low_fidelity=True)
     report = validate_artifact(artifact)
     assert report.ok, report.to_json()
     gen = Generator.from_pretrained(artifact)

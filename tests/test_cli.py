@@ -30,7 +30,7 @@ def test_train_export_sample_info_end_to_end(tiny_npz: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["epochs"] == 2
     model = tmp_path / "m.onnx"
-    done = cvae("export", str(run), "--out", str(model))
+    done = cvae("export", str(run), "--out", str(model), "--allow-low-fidelity")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["bytes"] == model.stat().st_size
     png = tmp_path / "grid.png"
@@ -127,7 +127,7 @@ def test_outputs_too_large_are_refused_before_any_allocation(tiny_model: Path, t
 
 def test_export_refuses_a_missing_folder_as_sample_does(tiny_run: Path, tmp_path: Path) -> None:
     target = tmp_path / "no" / "dir" / "m.onnx"
-    done = cvae("export", str(tiny_run), "--out", str(target))
+    done = cvae("export", str(tiny_run), "--out", str(target), "--allow-low-fidelity")
     assert done.returncode == 2 and "does not exist; create it first" in done.stderr
     assert not (tmp_path / "no").exists()
 

@@ -75,7 +75,7 @@ def test_metadata_round_trip(tiny_run: Path, tiny_model: Path) -> None:
 
 @pytest.mark.parametrize("prior", ["learned", "standard"])
 def test_prior_choices(tiny_run: Path, tmp_path: Path, prior: str) -> None:
-    result = export_generator(tiny_run, tmp_path / f"{prior}.onnx", prior=prior)
+    result = export_generator(tiny_run, tmp_path / f"{prior}.onnx", prior=prior, allow_low_fidelity=True)
     assert result.config.prior.source == prior
     if prior == "standard":
         assert np.array_equal(result.config.prior.means, np.zeros((3, 1, 4)))
@@ -85,7 +85,7 @@ def test_failed_parity_writes_nothing(tiny_run: Path, tmp_path: Path, monkeypatc
     target = tmp_path / "never.onnx"
     monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)  # no real export can pass this gate
     with pytest.raises(ExportCheckError, match="nothing was written"):
-        export_generator(tiny_run, target)
+        export_generator(tiny_run, target, allow_low_fidelity=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -95,7 +95,7 @@ def test_failed_export_keeps_existing_file(tiny_run: Path, tiny_model: Path, tmp
     target.write_bytes(tiny_model.read_bytes())
     monkeypatch.setattr(export_module, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(ExportCheckError):
-        export_generator(tiny_run, target)
+        export_generator(tiny_run, target, allow_low_fidelity=True)
     assert target.read_bytes() == tiny_model.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["kept.onnx"]
 
@@ -119,7 +119,8 @@ def test_exported_graph_has_no_concat(tiny_npz: Path, tmp_path: Path, arch: str)
     from cvae_sdk_training.trainer import train
 
     train(tiny_config(tiny_npz, tmp_path / arch, arch=arch, epochs=1, aggregate_components=0), progress=False)
-    model = export_generator(tmp_path / arch, tmp_path / f"{arch}.onnx", temperature=1.0)
+    model = export_generator(tmp_path / arch, tmp_path / f"{arch}.onnx", temperature=1.0,
+                             allow_low_fidelity=True)
     ops = [node.op_type for node in onnx.load(str(model.path)).graph.node]
     assert "Concat" not in ops and "Slice" not in ops and ops.count("Gemm") >= 2
 
@@ -151,7 +152,7 @@ def test_export_contrast_is_chosen_or_given_and_samples_follow_it(tiny_run: Path
     from cvae_sdk.cli import app
     from cvae_sdk.evaluate import with_contrast
 
-    chosen = export_generator(tiny_run, tmp_path / "chosen.onnx")
+    chosen = export_generator(tiny_run, tmp_path / "chosen.onnx", allow_low_fidelity=True)
     assert chosen.contrast is not None and chosen.config.output_contrast == chosen.contrast.contrast
     assert set(chosen.contrast.frechet) == set(chosen.contrast.fidelity) and 1.0 in chosen.contrast.frechet
     best = min(chosen.contrast.frechet.values())
@@ -159,7 +160,7 @@ def test_export_contrast_is_chosen_or_given_and_samples_follow_it(tiny_run: Path
         chosen.config.output_contrast] >= chosen.contrast.fidelity[1.0] - 0.005
     for s in ("1", "1.5"):
         result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / f"c{s}.onnx"),
-                                          "--contrast", s])
+                                          "--contrast", s, "--allow-low-fidelity"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output.strip().splitlines()[-1])["output_contrast"] == float(s)
     plain = Generator.from_pretrained(tmp_path / "c1.onnx").generate([0, 1, 2], 8, rng=3).samples
@@ -168,3 +169,17 @@ def test_export_contrast_is_chosen_or_given_and_samples_follow_it(tiny_run: Path
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "bad.onnx"), "--contrast", "0"])
     assert result.exit_code == 2 and "--contrast must lie in [0.25, 8]" in result.output
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_a_run_that_does_not_draw_its_classes_is_refused_unless_allowed(tiny_run: Path, tmp_path: Path) -> None:
+    """The 2-epoch tiny run draws its three classes at chance: export names the problem and the flag."""
+    from typer.testing import CliRunner
+
+    from cvae_sdk.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "does not draw its classes yet" in result.output
+    assert "--allow-low-fidelity" in result.output and list(tmp_path.iterdir()) == []
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"),
+                                      "--allow-low-fidelity"])
+    assert result.exit_code == 0 and (tmp_path / "m.onnx").is_file()

@@ -21,7 +21,8 @@ from cvae_sdk.contract import validate_artifact
 @pytest.fixture(scope="module")
 def variants(tiny_run: Path, tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     out = tmp_path_factory.mktemp("variants") / "m.onnx"
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(out), "--int8", "--fp16",
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(out), "--allow-low-fidelity",
+                                      "--int8", "--fp16",
                                       "--classifier", str(tiny_classifier)])
     assert result.exit_code == 0, result.output
     summary: dict = json.loads(result.output.strip().splitlines()[-1])  # type: ignore[type-arg]
@@ -57,7 +58,8 @@ def test_fp16_computes_in_half_precision(variants: dict) -> None:  # type: ignor
 def test_failed_gate_writes_no_file(tiny_run: Path, tiny_classifier: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
     monkeypatch.setattr(quantize_module, "MAX_FIDELITY_DROP", -1.0)  # a gate nothing can pass
-    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"), f"--{variant}",
+    result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"),
+                                      "--allow-low-fidelity", f"--{variant}",
                                       "--classifier", str(tiny_classifier)])
     assert result.exit_code == 2 and f"{variant} accuracy gate failed" in result.output
     assert not (tmp_path / f"m.{variant}.onnx").exists()
@@ -69,7 +71,8 @@ def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, t
     moved.mkdir()
     (moved / "best.pt").write_bytes((tiny_run / "best.pt").read_bytes())
     for flag in ("--int8", "--fp16"):
-        result = CliRunner().invoke(app, ["export", str(moved / "best.pt"), "--out", str(tmp_path / "m.onnx"), flag])
+        result = CliRunner().invoke(app, ["export", str(moved / "best.pt"), "--out", str(tmp_path / "m.onnx"), flag,
+                                              "--allow-low-fidelity"])
         assert result.exit_code == 2 and "--classifier" in result.output
         assert sorted(p.name for p in tmp_path.iterdir()) == ["moved"]
 
@@ -85,7 +88,7 @@ def test_int8_quantises_only_what_runs_in_int8(tiny_npz: Path, tmp_path: Path, u
     from cvae_sdk_training.trainer import train
 
     train(tiny_config(tiny_npz, tmp_path / "run", arch="conv", upsample=upsample, epochs=1), progress=False)
-    export_generator(tmp_path / "run", tmp_path / "conv.onnx")
+    export_generator(tmp_path / "run", tmp_path / "conv.onnx", allow_low_fidelity=True)
     graph = quantize_module._int8(tmp_path / "conv.onnx").graph
     made_by = {out: node.op_type for node in graph.node for out in node.output}
     first = {node.name for node in graph.node if {"z", "y"} & set(node.input)}  # the input layer stays float32

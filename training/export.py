@@ -46,6 +46,7 @@ from .onnx_export import export_module
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 2, 7, 64, 1024)
 PRIOR_CHOICES = ("auto", "aggregate", "learned", "standard")
+MIN_FIDELITY_SHARE = 0.5  # export refuses samples recognised less than half as often as real images
 
 
 class ExportCheckError(ValueError):
@@ -112,13 +113,16 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
 
 
 def export_generator(source: Path, out: Path, *, prior: str = "auto", temperature: float | None = None,
-                     contrast: float | None = None, metrics: dict[str, Any] | None = None) -> ExportResult:
+                     contrast: float | None = None, metrics: dict[str, Any] | None = None,
+                     allow_low_fidelity: bool = False) -> ExportResult:
     """Export ``source`` (run folder or checkpoint) to ``out``; returns the written artifact.
 
     With ``temperature=None`` and the run's evaluation classifier beside the checkpoint, each class
     gets a calibrated temperature (:mod:`cvae_sdk_training.calibrate`); without a classifier, 1.0.
     With ``contrast=None`` and that classifier, the output contrast is chosen on the run's training
     images (:mod:`cvae_sdk_training.contrast`); without them, 1.0 (the decoder as trained).
+    A run whose samples that classifier reads as their label less than half as often as it reads
+    real images is refused (:class:`ExportCheckError`) unless ``allow_low_fidelity``.
     """
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
@@ -141,6 +145,8 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     if contrast is None:
         choice = _choose_contrast(model, state, chosen_prior, classifier, temps or temperature or 1.0, seed)
         contrast = choice.contrast if choice is not None else 1.0
+    if classifier is not None and not allow_low_fidelity:
+        _check_fidelity(calibration, choice, classifier, model.cfg.num_classes)
     path_module = GenerativePath(model.decoder, contrast).eval()  # as trained: the parity reference
     folded = fold_contrast(copy.deepcopy(exported_decoder(model)), contrast, model.cfg.latent_dim,
                            model.cfg.num_classes)
@@ -159,6 +165,23 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     with atomic_path(out) as tmp:
         tmp.write_bytes(onnx_bytes)
     return ExportResult(out, config, max_diff, calibration, choice)
+
+
+def _check_fidelity(calibration: Calibration | None, choice: ContrastChoice | None, classifier: EvalClassifier,
+                    k: int) -> None:
+    """Refuse a model whose samples the run's classifier does not recognise: it draws grey blobs."""
+    if calibration is not None:
+        fidelity = float(np.mean(calibration.fidelity))
+    elif choice is not None:
+        fidelity = choice.fidelity[choice.contrast]
+    else:
+        return
+    real = float(np.mean(classifier.class_accuracy(k)))
+    if fidelity < MIN_FIDELITY_SHARE * real:
+        raise ExportCheckError(
+            f"the run's classifier recognises the requested label in only {fidelity:.0%} of its samples (and "
+            f"{real:.0%} of real images): the model does not draw its classes yet. Train longer (--resume "
+            "--epochs), check the labels, or export anyway with --allow-low-fidelity")
 
 
 def _choose_contrast(model: CVAE, state: dict[str, Any], prior: Prior, classifier: EvalClassifier | None,
