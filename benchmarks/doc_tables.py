@@ -282,6 +282,17 @@ def adversarial_table() -> str:
     return "\n".join(lines)
 
 
+def contrast_table() -> str:
+    """The output contrast export chooses, against the decoder as trained: results/output_contrast.jsonl."""
+    lines = ["| set | output contrast | fidelity | worst class | FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in jsonl("output_contrast.jsonl"):
+        how = "chosen" if r["chosen"] else "as trained"
+        lines.append(f"| {r['set']} | {r['contrast']:g} ({how}) | {r['label_fidelity']:.4f} "
+                     f"| {r['worst_class_fidelity']:.3f} | {r['frechet_ratio']:.3f} | {r['diversity_ratio']:.3f} |")
+    return "\n".join(lines)
+
+
 GPU = "gpu-h200"
 
 
@@ -345,7 +356,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "batch1": batch1_table,
     "gpu-bench": gpu_bench_table, "gpu-bench-serial-draw": lambda: gpu_bench_table("bench-serial-draw.json"),
     "gpu-decoder": gpu_decoder_table, "gpu-steps": gpu_steps_table, "decoder-gap": decoder_gap_table,
-    "adversarial": adversarial_table,
+    "adversarial": adversarial_table, "contrast": contrast_table,
     "card": card_table, "card-digits": card_digits_table,
     "sweep": sweep_table, "shipped": shipped_table, "own-data": own_data_table,
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,

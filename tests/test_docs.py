@@ -18,7 +18,7 @@ DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/
 TABLE_HOMES = {
     "sweep": "benchmarks/quality.md", "own-data": "benchmarks/quality.md",
     "own-variants": "benchmarks/quality.md", "decoder": "benchmarks/quality.md",
-    "upsample": "benchmarks/quality.md", "margin": "benchmarks/quality.md",
+    "upsample": "benchmarks/quality.md", "margin": "benchmarks/quality.md", "contrast": "benchmarks/quality.md",
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
     "bench-subpixel": "benchmarks/results/README.md",
     "bench-subpixel-repeat": "benchmarks/results/README.md",
