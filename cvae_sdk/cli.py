@@ -261,6 +261,7 @@ def info(
     gen = Generator.from_pretrained(model, variant=variant, providers=["CPUExecutionProvider"])
     doc = json.loads(gen.config.to_json())
     doc["model_path"] = str(gen.model_path)
+    doc["output_contrast"] = gen.config.output_contrast  # 1.0 (the decoder as trained) is left out of the file
     doc["available_providers"] = ort.get_available_providers()
     doc["sampling_providers"] = _sampling_providers(gen.model_path, doc["available_providers"])
     if as_json:
@@ -269,7 +270,8 @@ def info(
     prior = doc.pop("prior")
     doc["prior"] = {"source": prior["source"], "components_per_class": len(prior["weights"][0])}
     for key in ("model_path", "format_version", "num_classes", "class_names", "latent_dim", "sample_shape",
-                "prior", "default_temperature", "quantization", "weights_sha256", "versions",
+                "prior", "default_temperature", "class_temperatures", "output_contrast", "quantization",
+                "weights_sha256", "versions",
                 "metrics", "model_config", "sampling_providers", "available_providers"):
         typer.echo(f"{key:>20}: {json.dumps(doc.get(key))}")
 
@@ -410,6 +412,8 @@ def evaluate(
                 "diversity_ratio", "classifier_test_accuracy", "temperature")
     recon = report.get("reconstruction") or {}
     extra = {f"reconstruction_{key}": recon[key] for key in ("frechet_ratio", "diversity_ratio") if key in recon}
+    extra |= {f"nll_{prior}": bound["nll"] for prior, bound in (report.get("likelihood") or {}).items()
+              if isinstance(bound, dict) and "nll" in bound}
     typer.echo(json.dumps({key: report[key] for key in headline} | extra
                           | {"json": str(json_out) if json_out else None}))
 
@@ -443,8 +447,11 @@ def _evaluation_table(report: dict[str, Any]) -> str:
                      f"{recon['label_fidelity']:.4f}, Frechet / floor {recon['frechet_ratio']:.2f}, diversity "
                      f"{recon['diversity_ratio']:.3f}; the prior's samples add "
                      f"{report['frechet_ratio'] - recon['frechet_ratio']:+.2f} to Frechet / floor")
-    if "likelihood" in report:
-        lines.append(f"test ELBO and -log p(x|y): see --json ({json.dumps(report['likelihood'])[:80]}...)")
+    for prior, bound in (report.get("likelihood") or {}).items():
+        if isinstance(bound, dict) and "nll" in bound:  # one line per prior: the numbers, not a pointer
+            elbo = report["likelihood"]["test_elbo"][prior]
+            lines.append(f"{prior.replace('_', ' ')}: test ELBO {elbo['elbo']:.2f} nats ({elbo['images']} images); "
+                         f"-log p(x|y) {bound['nll']:.2f} nats (k={bound['k']}, {bound['images']} images)")
     return "\n".join(lines)
 
 

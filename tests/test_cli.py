@@ -175,6 +175,8 @@ def test_info_says_which_providers_really_sample(tiny_model: Path) -> None:
     assert "CPUExecutionProvider" in info["sampling_providers"]
     assert set(info["sampling_providers"]) <= {"CUDAExecutionProvider", "CPUExecutionProvider"}
     assert "AzureExecutionProvider" not in info["sampling_providers"]
+    shown = cvae("info", str(tiny_model)).stdout  # the per-class temperatures sampling uses, and the contrast
+    assert "class_temperatures:" in shown and "output_contrast:" in shown
 
 
 def test_variant_selects_the_int8_file_beside_the_model(tiny_model: Path, tmp_path: Path) -> None:

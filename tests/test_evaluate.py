@@ -76,6 +76,9 @@ def test_evaluate_run_adds_likelihood(tiny_run: Path, tiny_model: Path, tiny_npz
     assert set(json.loads(lines[-1])) >= {"label_fidelity", "frechet_ratio", "diversity_ratio", "json",
                                           "reconstruction_frechet_ratio", "reconstruction_diversity_ratio"}
     assert any(line.startswith("reconstructions of 60 training images (the decoder alone)") for line in lines)
+    # the likelihood is printed, not only written to --json
+    assert any(line.startswith("training prior: test ELBO") and "-log p(x|y)" in line for line in lines)
+    assert "nll_training_prior" in json.loads(lines[-1])
     report = json.loads((tmp_path / "r.json").read_text())
     recon = report["reconstruction"]  # 20 training images per class, scored like the samples
     assert recon["images"] == 60 and len(recon["per_class"]) == 3
