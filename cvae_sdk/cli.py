@@ -548,6 +548,9 @@ def serve(
                                                   "arrived for this long.")] = 0.2,
     max_samples_per_request: Annotated[int, typer.Option(help="Larger requests get 413.")] = 4096,
     max_queue: Annotated[int, typer.Option(help="Requests in flight before new ones get 503.")] = 256,
+    max_queued_samples: Annotated[int, typer.Option(
+        help="Samples in flight (the work admitted) before new requests get 503; a request alone is always taken.")
+    ] = 16_384,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads per worker (default: "
                                                     "onnxruntime's; with workers, the cores shared out).")] = None,
@@ -561,7 +564,8 @@ def serve(
     from cvae_sdk.server import serve as run_server
 
     settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_gap_ms=max_gap_ms, max_queue=max_queue,
-                             max_samples_per_request=max_samples_per_request, timeout_s=timeout)
+                             max_queued_samples=max_queued_samples, max_samples_per_request=max_samples_per_request,
+                             timeout_s=timeout)
     from cvae_sdk.generator import model_file
 
     run_server(model_file(model, variant), settings, host=host, port=port, threads=threads,

@@ -58,11 +58,12 @@ class ServeSettings:
     max_gap_ms: float = 0.2       # a run also starts once no request has arrived for this long
     max_samples_per_request: int = 4096
     max_queue: int = 256          # requests in flight before new ones get 503
+    max_queued_samples: int = 16_384  # samples in flight (the work admitted) before new requests get 503
     timeout_s: float = 30.0       # per request, from admission to the last byte computed
     max_body_bytes: int = 65_536
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_samples_per_request", "max_queue", "max_body_bytes"):
+        for name in ("max_batch", "max_samples_per_request", "max_queue", "max_queued_samples", "max_body_bytes"):
             positive_int(getattr(self, name), name)
         if not (self.max_delay_ms >= 0 and self.max_gap_ms >= 0 and self.timeout_s > 0):
             raise ValueError("max_delay_ms and max_gap_ms must be >= 0 and timeout_s > 0")
@@ -162,7 +163,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     ``on_settled`` once it is ready (with None) or has failed to load (with the error)."""
     settings = settings or ServeSettings()
     metrics = Metrics()
-    state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0}
+    state: dict[str, Any] = {"gen": None, "batcher": None, "error": None, "in_flight": 0, "samples_in_flight": 0}
     loaded = threading.Event()
 
     def load() -> None:
@@ -198,12 +199,21 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         gen: Generator = state["gen"]
         return gen
 
-    async def admitted(work: Callable[[], Awaitable[Response]]) -> Response:
-        """Run ``work`` if the server has room, within the request timeout."""
-        if state["in_flight"] >= settings.max_queue:
-            raise _Rejected(503, f"the server is at capacity ({settings.max_queue} requests in flight); retry",
+    async def admitted(work: Callable[[], Awaitable[Response]], samples: int) -> Response:
+        """Run ``work`` (``samples`` images) if the server has room, within the request timeout.
+
+        Room is counted twice: requests in flight (``max_queue``) and the samples they asked for
+        (``max_queued_samples``), so a few huge requests cannot queue minutes of work. A request
+        alone in the server is always admitted; one that times out leaves the batcher's queue
+        cancelled, and the batcher never decodes it.
+        """
+        busy = state["samples_in_flight"]
+        if state["in_flight"] >= settings.max_queue or (busy and busy + samples > settings.max_queued_samples):
+            raise _Rejected(503, f"the server is at capacity ({state['in_flight']} requests, {busy} samples in "
+                                 f"flight; limits {settings.max_queue} and {settings.max_queued_samples}); retry",
                             {"Retry-After": "1"})
         state["in_flight"] += 1
+        state["samples_in_flight"] += samples
         try:
             async with asyncio.timeout(settings.timeout_s):  # a timed-out request leaves its batch alone
                 return await work()
@@ -211,6 +221,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             raise _Rejected(504, f"the request took longer than {settings.timeout_s:g} s") from None
         finally:
             state["in_flight"] -= 1
+            state["samples_in_flight"] -= samples
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> Response:
@@ -257,10 +268,11 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
 
     async def answer_generate(body: GenerateRequest) -> Response:
         gen = generator()
-        _check_size(len(body.labels) * max(1, body.num_samples_per_label), settings)
+        n = len(body.labels) * max(1, body.num_samples_per_label)
+        _check_size(n, settings)
 
         async def work() -> Response:
-            n, kind = len(body.labels) * body.num_samples_per_label, _output_type(body.output, body.dtype)
+            kind = _output_type(body.output, body.dtype)
             inline = n <= INLINE_SAMPLES and settings.max_delay_ms == 0
             if inline:  # one turn of the loop first, so requests that arrived with this one count in in_flight
                 await asyncio.sleep(0)
@@ -277,7 +289,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.num_samples_per_label)
 
-        return await admitted(work)
+        return await admitted(work, n)
 
     @app.post("/v1/generate")
     async def generate(body: GenerateRequest) -> Response:
@@ -302,7 +314,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             metrics.served(len(out.labels))
             return _render(gen, out, "png", columns=n, scale=scale)
 
-        return await admitted(work)
+        return await admitted(work, len(labels) * n)
 
     @app.post("/v1/interpolate")
     async def interpolate(body: InterpolateRequest) -> Response:
@@ -317,7 +329,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             metrics.served(len(out.labels))
             return _render(gen, out, body.output, columns=body.steps, one_row=True)
 
-        return await admitted(work)
+        return await admitted(work, body.steps)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:

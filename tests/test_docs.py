@@ -40,6 +40,7 @@ CONSTANTS = {
     "65,536": "rows per GPU session run (GPU_CHUNK)",
     "127.0": "127.0.0.1, the loopback address",
     "8000": "the server's default port",
+    "16,384": "the server's default --max-queued-samples",
     "32121": "the onnxruntime pull request that fixed CUDA-graph replay",
     "2016": "the year of Burda et al.'s paper",
     "2026": "the month the onnxruntime fix was merged",

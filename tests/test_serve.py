@@ -221,6 +221,24 @@ def test_overload_answers_503_with_retry_after(tiny_model: Path) -> None:
         busy.stop()
 
 
+def test_admission_counts_samples_not_only_requests(tiny_model: Path) -> None:
+    # batches wait 0.8 s, so the first request is still in flight when the others arrive
+    busy = Server(tiny_model, "--max-queued-samples", "8", "--max-delay-ms", "800", "--max-gap-ms", "800")
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            big = pool.submit(request, busy, "POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 8})
+            time.sleep(0.3)
+            small = pool.submit(request, busy, "POST", "/v1/generate", {"labels": [1], "seed": 0})
+            (status_big, _, _), (status_small, headers, data) = big.result(), small.result()
+        assert status_big == 200  # alone in the server, a request is taken whatever its size
+        assert status_small == 503 and headers["retry-after"] == "1"
+        assert "8 samples in flight" in json.loads(data)["error"]
+        status, _, _ = request(busy, "POST", "/v1/generate", {"labels": [1], "seed": 0})
+        assert status == 200  # the work left, so room came back
+    finally:
+        busy.stop()
+
+
 def test_a_request_past_its_timeout_is_504_and_the_server_carries_on(tiny_model: Path) -> None:
     # batches wait longer than requests may
     slow = Server(tiny_model, "--max-delay-ms", "600", "--max-gap-ms", "600", "--timeout", "0.1")
