@@ -5,12 +5,17 @@
   with a random stroke width, a random affine map and an elastic distortion (Simard et al., 2003).
   Each class has several quite different modes, as real handwriting does.
 - ``mnist-3k``: the first 3,000 MNIST training images with the full test split: a small data set.
+- ``scenes``: 32x32 colour images of ten object shapes, each drawn at a random place, size and
+  angle with a lit (graded) colour on a textured background (sky, grass, sand, water, a room).
+  Each class has three modes, a colour range and a usual background of its own, and one image in
+  three takes another class's background, so background alone does not give the class.
 
-Both are written as the documented ``.npz`` (``images``, ``labels``, ``class_names``,
+All are written as the documented ``.npz`` (``images``, ``labels``, ``class_names``,
 ``test_images``, ``test_labels``), seeded, so a given seed gives the same bytes:
 
     python benchmarks/harder_sets.py glyphs --out /tmp/glyphs.npz
     python benchmarks/harder_sets.py mnist-3k --out /tmp/mnist-3k.npz --mnist ../shared/data/mnist
+    python benchmarks/harder_sets.py scenes --out /tmp/scenes.npz
 """
 
 from __future__ import annotations
@@ -126,14 +131,118 @@ def mnist_subset(mnist: str, n_train: int = 3_000) -> dict[str, np.ndarray]:
             "test_images": to_uint8(data.test.images), "test_labels": data.test.labels}
 
 
+SCENE_CLASSES = ("disc", "ring", "square", "frame", "triangle", "star", "cross", "crescent", "diamond", "arrow")
+SCENE_SIZE = 32
+BACKGROUNDS = ("sky", "grass", "sand", "water", "room")
+
+
+def shape_outline(name: str, angle: float) -> list[list[tuple[float, float]]]:
+    """Polygons of one shape in unit coordinates (radius 1 about the origin), rotated by ``angle``."""
+    def ring(radius: float, n: int = 48, phase: float = 0.0) -> list[tuple[float, float]]:
+        t = phase + np.arange(n) * 2 * np.pi / n
+        return list(zip(radius * np.cos(t), radius * np.sin(t), strict=True))
+
+    polygons = {
+        "disc": [ring(1.0)],
+        "ring": [ring(1.0), ring(0.55)],
+        "square": [ring(1.0, 4, np.pi / 4)],
+        "frame": [ring(1.0, 4, np.pi / 4), ring(0.6, 4, np.pi / 4)],
+        "triangle": [ring(1.0, 3, np.pi / 2)],
+        "star": [[p for a, b in zip(ring(1.0, 5, np.pi / 2), ring(0.42, 5, np.pi / 2 + np.pi / 5), strict=True)
+                  for p in (a, b)]],
+        "cross": [[(-.3, -1), (.3, -1), (.3, -.3), (1, -.3), (1, .3), (.3, .3), (.3, 1), (-.3, 1), (-.3, .3),
+                   (-1, .3), (-1, -.3), (-.3, -.3)]],
+        "crescent": [ring(1.0), [(x + 0.45, y - 0.2) for x, y in ring(0.8)]],
+        "diamond": [[(0, -1), (0.55, 0), (0, 1), (-0.55, 0)]],
+        "arrow": [[(-1, -.25), (.2, -.25), (.2, -.7), (1, 0), (.2, .7), (.2, .25), (-1, .25)]],
+    }[name]
+    c, s = np.cos(angle), np.sin(angle)
+    return [[(c * x - s * y, s * x + c * y) for x, y in poly] for poly in polygons]
+
+
+def background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A (size, size, 3) float background in [0, 1] with texture and a random tint."""
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    noise = rng.normal(0, 1, (size // 4, size // 4))
+    blotches = np.kron(noise, np.ones((4, 4)))[:size, :size]  # coarse texture
+    fine = rng.normal(0, 1, (size, size))
+    if kind == "sky":
+        top, bottom = np.array([0.25, 0.45, 0.85]), np.array([0.75, 0.85, 0.95])
+        image = top + (bottom - top) * yy[..., None] + 0.04 * blotches[..., None]
+    elif kind == "grass":
+        image = np.array([0.2, 0.5, 0.15]) + 0.08 * blotches[..., None] + 0.06 * fine[..., None]
+    elif kind == "sand":
+        image = np.array([0.8, 0.7, 0.45]) + 0.05 * blotches[..., None] + 0.04 * fine[..., None]
+    elif kind == "water":
+        waves = np.sin(2 * np.pi * (yy * rng.uniform(3, 6) + 0.1 * blotches))
+        image = np.array([0.1, 0.3, 0.55]) + 0.07 * waves[..., None] + 0.03 * fine[..., None]
+    else:  # a room: a flat wall of any colour, darker towards the corners
+        wall = rng.uniform(0.3, 0.9, 3)
+        vignette = 1.0 - 0.5 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)
+        image = wall * vignette[..., None] + 0.02 * fine[..., None]
+    tint = rng.uniform(0.85, 1.15, 3)
+    return np.clip(image * tint, 0.0, 1.0)
+
+
+def render_scene(label: int, mode: int, rng: np.random.Generator, modes: np.ndarray) -> np.ndarray:
+    """One (32, 32, 3) uint8 image of class ``label`` in colour mode ``mode``, drawn at 4x and reduced."""
+    from PIL import Image, ImageDraw
+
+    big = SCENE_SIZE * 4
+    hue_centre, usual_background = modes[label, mode]
+    kind = BACKGROUNDS[int(usual_background)] if rng.random() < 2 / 3 else BACKGROUNDS[int(rng.integers(5))]
+    canvas = background(kind, big, rng)
+    radius = rng.uniform(0.22, 0.4) * big
+    centre = rng.uniform(radius * 0.8, big - radius * 0.8, 2)
+    mask_image = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(mask_image)
+    for i, poly in enumerate(shape_outline(SCENE_CLASSES[label], rng.uniform(0, 2 * np.pi))):
+        points = [(centre[0] + radius * x, centre[1] + radius * y) for x, y in poly]
+        draw.polygon(points, fill=255 if i == 0 else 0)  # later polygons cut holes
+    mask = np.asarray(mask_image, dtype=np.float32)[..., None] / 255.0
+    import colorsys
+
+    hue = (hue_centre + rng.normal(0, 0.03)) % 1.0
+    colour = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0)))
+    light = rng.uniform(0, 2 * np.pi)  # the side the light comes from
+    yy, xx = np.meshgrid(np.arange(big), np.arange(big), indexing="ij")
+    shade = 1.0 + 0.35 * (np.cos(light) * (xx - centre[0]) + np.sin(light) * (yy - centre[1])) / radius
+    obj = np.clip(colour * shade[..., None], 0.0, 1.0)
+    image = canvas * (1 - mask) + obj * mask
+    small = Image.fromarray(np.round(image * 255).astype(np.uint8)).resize(
+        (SCENE_SIZE, SCENE_SIZE), Image.Resampling.LANCZOS)
+    pixels = np.asarray(small, dtype=np.float32) + rng.normal(0, 3.0, (SCENE_SIZE, SCENE_SIZE, 3))
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+
+def scenes(n_train: int = 10_000, n_test: int = 5_000, seed: int = 0) -> dict[str, np.ndarray]:
+    """The colour scene set: balanced classes, channels-last uint8 images (N, 32, 32, 3)."""
+    rng = np.random.default_rng(seed)
+    modes = np.stack([rng.uniform(0, 1, (len(SCENE_CLASSES), 3)),                  # hue centre per mode
+                      rng.integers(0, len(BACKGROUNDS), (len(SCENE_CLASSES), 3))], -1)  # usual background
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % len(SCENE_CLASSES)
+        rng.shuffle(labels)
+        images = np.stack([render_scene(int(y), int(rng.integers(3)), rng, modes) for y in labels])
+        return images, labels.astype(np.int64)
+
+    images, labels = draw(n_train)
+    test_images, test_labels = draw(n_test)
+    return {"images": images, "labels": labels, "class_names": np.array(SCENE_CLASSES),
+            "test_images": test_images, "test_labels": test_labels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["glyphs", "mnist-3k"])
+    parser.add_argument("which", choices=["glyphs", "mnist-3k", "scenes"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mnist", default="../shared/data/mnist")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    arrays = glyphs(seed=args.seed) if args.which == "glyphs" else mnist_subset(args.mnist)
+    builders = {"glyphs": lambda: glyphs(seed=args.seed), "mnist-3k": lambda: mnist_subset(args.mnist),
+                "scenes": lambda: scenes(seed=args.seed)}
+    arrays = builders[args.which]()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     print(f"{args.out}: {arrays['images'].shape[0]} train, {arrays['test_images'].shape[0]} test images")
