@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from cvae_sdk_training.model import CVAE, FoldedSubpixelDecoder, ModelConfig, gaussian_kl
@@ -91,11 +93,25 @@ def test_learned_prior_gets_gradients_and_standard_prior_does_not() -> None:
         assert (model.prior.mean.grad is not None) == expect_grad
 
 
-def test_gaussian_likelihood_option() -> None:
+def test_gaussian_likelihood_takes_the_batch_error_as_its_variance() -> None:
+    """Training takes the batch's mean squared error (its optimum) as the shared variance; evaluation a running one."""
+    torch.manual_seed(0)
     model = CVAE(ModelConfig(image_shape=(1, 6, 6), num_classes=3, hidden=8, latent_dim=3, likelihood="gaussian"))
-    terms = model(torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0]), torch.randn(4, 3))
+    x, y, eps = torch.rand(4, 1, 6, 6), torch.tensor([0, 1, 2, 0]), torch.randn(4, 3)
+    logits = model.decode_logits(eps, y)
+    mse = ((x - torch.sigmoid(logits)) ** 2).mean().detach()
+    nll = model.recon_nll(logits, x)                                  # training mode: sigma^2 = mse
+    expected = 0.5 * 36 * (1 + mse.log() + math.log(2 * math.pi))     # summed over 36 pixels, averaged over the batch
+    assert float(nll.mean().detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert 0 > float(model.log_sigma2) > float(mse.log())             # the running value moved towards it
+    model.eval()
+    held = float(model.log_sigma2)
+    model.recon_nll(logits, x)
+    assert float(model.log_sigma2) == held                            # evaluation reads it and leaves it
+    model.train()
+    terms = model(x, y, eps)
     terms.loss.backward()
-    assert model.log_sigma2.grad is not None
+    assert model.decoder.input.bias.grad is not None and model.log_sigma2.grad is None
 
 
 def test_config_validation_names_the_choice() -> None:
