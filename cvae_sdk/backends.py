@@ -40,6 +40,10 @@ AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the
 # MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40), and cut short by early stopping once
 # the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
+# --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
+# Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature left colour
+# reconstructions as blurred means (results/own_data_variants.jsonl, the scenes rows).
+LIKELIHOODS = {1: "bernoulli", 3: "gaussian"}
 # Gaussians per label in the aggregate-posterior prior when --aggregate-components is not given: the
 # more, the closer samples stay to where the encoder put real codes (fewer decodes from holes between
 # them), which matters most for small classes (mnist-3k's FD fell from 3.129x to 2.937x its floor
@@ -64,7 +68,7 @@ class TrainConfig:
     conv_channels: int = 32
     upsample: str = "subpixel"  # the conv decoder's upsampling: "subpixel" or "transpose"
     prior: str = "learned"
-    likelihood: str = "bernoulli"
+    likelihood: str = "auto"  # "auto": Bernoulli for grey images, the optimal-sigma Gaussian for colour (LIKELIHOODS)
     epochs: int | None = None  # None: sized from the data (SAMPLE_BUDGET), with early stopping
     batch_size: int = 128
     lr: float = 1e-3
@@ -102,12 +106,18 @@ class TrainConfig:
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
             (self.upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}"),
             (self.augment in AUGMENTS, f"augment must be one of {AUGMENTS}, got {self.augment!r}"),
+            (self.likelihood in ("auto", "bernoulli", "gaussian"),
+             f"likelihood must be auto, bernoulli or gaussian, got {self.likelihood!r}"),
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def planned_likelihood(self, channels: int) -> str:
+        """--likelihood, or with "auto" the one for the images' channels (LIKELIHOODS)."""
+        return self.likelihood if self.likelihood != "auto" else LIKELIHOODS.get(channels, "gaussian")
 
     def planned_epochs(self, train_images: int) -> int:
         """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS]."""

@@ -86,8 +86,9 @@ def train(
              "(4x4 transposed conv).")] = _D.upsample,  # type: ignore[assignment]
     prior: Annotated[Literal["learned", "standard"], typer.Option(
         help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
-    likelihood: Annotated[Literal["bernoulli", "gaussian"], typer.Option(
-        help="p(x|z,y).")] = _D.likelihood,  # type: ignore[assignment]
+    likelihood: Annotated[Literal["auto", "bernoulli", "gaussian"], typer.Option(
+        help="p(x|z,y): auto takes Bernoulli for grey images, a Gaussian with the optimal shared variance "
+             "for colour.")] = _D.likelihood,  # type: ignore[assignment]
     epochs: Annotated[int | None, typer.Option(
         help="Epochs to train (in total, when resuming). Default: sized from the data (about 1,000,000 examples "
              "seen, 40-200 epochs), stopped early by --patience.")] = _D.epochs,

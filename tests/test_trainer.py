@@ -178,6 +178,10 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
 
     result = export_generator(tmp_path / "run", tmp_path / "m.onnx", allow_low_fidelity=True)
     assert result.config.sample_shape == shape and result.config.num_classes == classes
+    from cvae_sdk_training.checkpoint import load_checkpoint
+
+    chosen = load_checkpoint(tmp_path / "run" / "best.pt")["model_config"]["likelihood"]
+    assert chosen == ("bernoulli" if shape[0] == 1 else "gaussian")  # --likelihood auto, by channels
     assert result.config.class_temperatures is not None and len(result.config.class_temperatures) == classes
 
 
@@ -191,6 +195,16 @@ def test_training_length_follows_the_data() -> None:
     assert config.planned_epochs(60_000) == MIN_EPOCHS == 40              # the full MNIST
     assert config.planned_epochs(2_700) == MAX_EPOCHS                     # small data stops early instead
     assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911) == 3
+
+
+def test_likelihood_auto_follows_the_channels_and_a_choice_wins() -> None:
+    from cvae_sdk.backends import TrainConfig
+
+    auto = TrainConfig(data="unused", out="unused")
+    assert (auto.planned_likelihood(1), auto.planned_likelihood(3)) == ("bernoulli", "gaussian")
+    assert TrainConfig(data="unused", out="unused", likelihood="bernoulli").planned_likelihood(3) == "bernoulli"
+    with pytest.raises(ValueError, match="likelihood must be auto, bernoulli or gaussian"):
+        TrainConfig(data="unused", out="unused", likelihood="poisson")
 
 
 def test_prior_components_follow_the_labels() -> None:

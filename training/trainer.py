@@ -103,7 +103,8 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
                             latent_dim=config.latent_dim, arch=config.arch,  # type: ignore[arg-type]
                             hidden=config.hidden, conv_channels=config.conv_channels,
                             upsample=config.upsample,  # type: ignore[arg-type]
-                            prior=config.prior, likelihood=config.likelihood)  # type: ignore[arg-type]
+                            prior=config.prior,  # type: ignore[arg-type]
+                            likelihood=config.planned_likelihood(image_shape[0]))  # type: ignore[arg-type]
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         return CVAE(model_cfg)
