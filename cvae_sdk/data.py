@@ -1,4 +1,5 @@
-"""Labelled image datasets: MNIST-format IDX folders and ``.npz`` files, read with numpy alone.
+"""Labelled image datasets: MNIST-format IDX folders and ``.npz`` files, read with numpy alone, and
+folders of image files, one sub-folder per class (torchvision's ``ImageFolder`` layout), read with Pillow.
 
 Every loader returns the same :class:`LabeledImages`: float32 images shaped (N, C, H, W) in
 [0, 1] and int64 labels (N,). Counts come from the files' headers, never from a constant, so the
@@ -21,6 +22,8 @@ IDX_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 COLOUR_CHANNELS = (1, 3)  # channel counts read as such: (N, H, W, 3) is channels-last colour
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+GREY_MODES = ("1", "L", "LA", "I", "I;16")  # Pillow modes read as one channel; every other mode as RGB
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class Dataset:
 
 
 def load_dataset(path: str | Path) -> Dataset:
-    """Load a folder of IDX files or an ``.npz`` file.
+    """Load a folder of IDX files, a folder of class folders of images, or an ``.npz`` file.
 
     >>> ds = load_dataset("../shared/data/mnist")   # the machine's MNIST: a prefix of the train split
     >>> ds.train.images.shape, ds.test.images.shape
@@ -65,13 +68,16 @@ def load_dataset(path: str | Path) -> Dataset:
     """
     path = Path(path)
     if path.is_dir():
+        if _find_idx(path, "train-images", "idx3-ubyte") is None and _class_folders(path):
+            return load_image_folder(path)
         return load_idx_folder(path)
     if path.suffix == ".npz" and path.is_file():
         return load_npz(path)
     if not path.exists():
-        raise ValueError(f"data path {str(path)!r} does not exist: pass a folder of IDX files, "
-                         "an .npz file, or the name 'mnist' to download it")
-    raise ValueError(f"data path {str(path)!r} is neither a folder of IDX files nor an .npz file")
+        raise ValueError(f"data path {str(path)!r} does not exist: pass a folder of IDX files, a folder with "
+                         "one sub-folder of images per class, an .npz file, or the name 'mnist' to download it")
+    raise ValueError(f"data path {str(path)!r} is neither a folder (of IDX files, or of class folders of images) "
+                     "nor an .npz file")
 
 
 # --- IDX -------------------------------------------------------------------------------------
@@ -120,6 +126,73 @@ def load_idx_folder(folder: Path) -> Dataset:
         _check_labels(split_data.labels, num_classes, f"{folder} ({name})")
     return Dataset(splits["train"], splits.get("test"),
                    tuple(str(i) for i in range(num_classes)), str(folder))
+
+
+# --- folders of images -------------------------------------------------------------------------
+
+def load_image_folder(folder: Path) -> Dataset:
+    """Load one sub-folder of images per class (``folder/CLASS/*.png``), as torchvision's ``ImageFolder``.
+
+    With ``folder/train/CLASS/...`` (and optionally ``folder/test/CLASS/...``) the two splits come from
+    there. Class names are the sub-folder names, sorted; every image must have the same size. Images
+    are grey (one channel) when every file is, else RGB; transparency is dropped.
+    """
+    root = folder / "train" if (folder / "train").is_dir() and _class_folders(folder / "train") else folder
+    class_names = tuple(p.name for p in _class_folders(root))
+    files = {name: _image_files(root / name) for name in class_names}
+    test_root = folder / "test" if root != folder and (folder / "test").is_dir() else None
+    test_files: dict[str, list[Path]] = {}
+    if test_root is not None:
+        for sub in _class_folders(test_root):
+            if sub.name not in class_names:
+                raise ValueError(f"{sub}: the test split has a class the train split lacks; the classes are "
+                                 f"{', '.join(class_names)}")
+            test_files[sub.name] = _image_files(sub)
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ValueError("reading a folder of images needs Pillow: pip install 'cvae-sdk[pil]'") from err
+    every = [p for paths in [*files.values(), *test_files.values()] for p in paths]
+    size, grey = None, True
+    for path in every:  # headers only: sizes and modes are checked before any pixel is decoded
+        try:
+            with Image.open(path) as image:
+                found, mode = image.size, image.mode
+        except (OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable image ({err}); remove it or convert it to PNG") from err
+        size = size or found
+        if found != size:
+            raise ValueError(f"{path} is {found[0]}x{found[1]} pixels but {every[0]} is {size[0]}x{size[1]}; "
+                             "every image must have the same size: resize them first")
+        grey = grey and mode in GREY_MODES
+
+    def read(paths: dict[str, list[Path]]) -> LabeledImages:
+        mode = "L" if grey else "RGB"
+        images, labels = [], []
+        for label, name in enumerate(class_names):
+            for path in paths.get(name, []):
+                with Image.open(path) as image:
+                    pixels = np.asarray(image.convert(mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
+                images.append(pixels[None] if grey else pixels.transpose(2, 0, 1))
+                labels.append(label)
+        return LabeledImages(_to_unit_float(np.stack(images)), np.asarray(labels, dtype=np.int64))
+
+    test = read(test_files) if test_files else None
+    return Dataset(read(files), test, class_names, str(folder))
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    """The visible sub-folders of ``folder``, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Every image file under ``folder`` (sub-folders included), sorted; a class with none is refused."""
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not p.name.startswith("."))
+    if not found:
+        raise ValueError(f"{folder}: the class folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return found
 
 
 def _find_idx(folder: Path, stem: str, kind: str) -> Path | None:

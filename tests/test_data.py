@@ -148,3 +148,62 @@ def test_channels_last_colour_is_read_as_colour(tmp_path: Path) -> None:
     ds = load_dataset(path)
     assert ds.train.image_shape == (3, 10, 12)
     np.testing.assert_allclose(ds.train.images, images.transpose(0, 3, 1, 2) / 255.0, atol=1e-6)
+
+
+def _write_images(root: Path, images: np.ndarray, labels: np.ndarray, names: list[str], suffix: str = ".png") -> None:
+    """One PNG (or JPEG) per image under root/CLASS/, as ImageFolder expects; images (N, H, W[, 3]) uint8."""
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (root / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / names[label] / f"{i:04d}{suffix}")
+
+
+def test_image_folder_with_train_and_test_splits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    names = ["cat", "dog", "eel"]
+    train, test = rng.integers(0, 256, (12, 9, 7), dtype=np.uint8), rng.integers(0, 256, (4, 9, 7), dtype=np.uint8)
+    train_labels, test_labels = np.arange(12) % 3, np.array([0, 2, 2, 0])
+    _write_images(tmp_path / "set" / "train", train, train_labels, names)
+    _write_images(tmp_path / "set" / "test", test, test_labels, names)
+    ds = load_dataset(tmp_path / "set")
+    assert ds.class_names == ("cat", "dog", "eel") and ds.test is not None
+    assert ds.train.images.shape == (12, 1, 9, 7) and ds.test.images.shape == (4, 1, 9, 7)
+    order = np.argsort(train_labels, kind="stable")  # read class by class, files sorted by name
+    assert np.array_equal(ds.train.labels, train_labels[order])
+    assert np.array_equal(np.round(ds.train.images[:, 0] * 255).astype(np.uint8), train[order])  # lossless PNG
+    assert np.array_equal(ds.test.labels, np.sort(test_labels))
+
+
+def test_image_folder_of_colour_files_reads_rgb_and_flat_layout(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    _write_images(tmp_path / "flat", images, np.arange(6) % 2, ["a", "b"])
+    ds = load_dataset(tmp_path / "flat")
+    assert ds.train.images.shape == (6, 3, 8, 8) and ds.test is None and ds.class_names == ("a", "b")
+    assert np.array_equal(np.round(ds.train.images[0] * 255).astype(np.uint8), images[0].transpose(2, 0, 1))
+
+
+def test_image_folder_problems_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    _write_images(tmp_path / "sizes", rng.integers(0, 256, (4, 8, 8), dtype=np.uint8), np.arange(4) % 2, ["a", "b"])
+    Image.fromarray(np.zeros((9, 8), dtype=np.uint8)).save(tmp_path / "sizes" / "b" / "odd.png")
+    with pytest.raises(ValueError, match=r"odd\.png is 8x9 pixels but .* is 8x8; every image must have the same "
+                                         r"size: resize them first"):
+        load_dataset(tmp_path / "sizes")
+    _write_images(tmp_path / "broken", rng.integers(0, 256, (2, 8, 8), dtype=np.uint8), np.arange(2), ["a", "b"])
+    (tmp_path / "broken" / "b" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"bad\.png: not a readable image"):
+        load_dataset(tmp_path / "broken")
+    _write_images(tmp_path / "empty", rng.integers(0, 256, (2, 8, 8), dtype=np.uint8), np.zeros(2, int), ["a"])
+    (tmp_path / "empty" / "b").mkdir()
+    with pytest.raises(ValueError, match=r"empty/b: the class folder holds no images"):
+        load_dataset(tmp_path / "empty")
+    _write_images(tmp_path / "extra" / "train", rng.integers(0, 256, (2, 8, 8), dtype=np.uint8), np.arange(2),
+                  ["a", "b"])
+    _write_images(tmp_path / "extra" / "test", rng.integers(0, 256, (1, 8, 8), dtype=np.uint8), np.zeros(1, int),
+                  ["z"])
+    with pytest.raises(ValueError, match="the test split has a class the train split lacks"):
+        load_dataset(tmp_path / "extra")

@@ -249,3 +249,27 @@ def test_runs_saved_before_augmentation_existed_resume_without_it() -> None:
     assert TrainConfig(data="d", out="o").augment == "none"
     with pytest.raises(ValueError, match="augment must be one of"):
         TrainConfig(data="d", out="o", augment="flip")
+
+
+def test_a_folder_of_class_folders_trains_and_exports_from_the_cli(tmp_path: Path) -> None:
+    """`--data` takes torchvision's ImageFolder layout: one sub-folder of PNGs per class."""
+    from conftest import make_images
+    from PIL import Image
+
+    images, labels = make_images(60, (3, 12, 12), 2, 0)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = tmp_path / "pictures" / ("left", "right")[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{i}.png")
+    cli = [sys.executable, "-m", "cvae_sdk"]
+    done = subprocess.run([*cli, "train", "--data", str(tmp_path / "pictures"), "--out", str(tmp_path / "run"),
+                           "--epochs", "1", "--latent-dim", "4", "--hidden", "32", "--conv-channels", "4", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*cli, "export", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx"),
+                           "--allow-low-fidelity"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from cvae_sdk import Generator
+
+    gen = Generator.from_pretrained(tmp_path / "m.onnx")
+    assert gen.config.class_names == ("left", "right") and gen.config.sample_shape == (3, 12, 12)
