@@ -553,6 +553,8 @@ def serve(
         help="Samples in flight (the work admitted) before new requests get 503; a request alone is always taken.")
     ] = 16_384,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before a 504.")] = 30.0,
+    access_log: Annotated[bool, typer.Option(help="Print one line per request (client, method, path, status).")
+                          ] = False,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads per worker (default: "
                                                     "onnxruntime's; with workers, the cores shared out).")] = None,
     provider: Annotated[list[str] | None, typer.Option(
@@ -566,7 +568,7 @@ def serve(
 
     settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_gap_ms=max_gap_ms, max_queue=max_queue,
                              max_queued_samples=max_queued_samples, max_samples_per_request=max_samples_per_request,
-                             timeout_s=timeout)
+                             timeout_s=timeout, access_log=access_log)
     from cvae_sdk.generator import model_file
 
     run_server(model_file(model, variant), settings, host=host, port=port, threads=threads,

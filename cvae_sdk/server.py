@@ -16,6 +16,7 @@ import asyncio
 import base64
 import gc
 import io
+import logging
 import threading
 import time
 from collections import Counter
@@ -61,6 +62,7 @@ class ServeSettings:
     max_queued_samples: int = 16_384  # samples in flight (the work admitted) before new requests get 503
     timeout_s: float = 30.0       # per request, from admission to the last byte computed
     max_body_bytes: int = 65_536
+    access_log: bool = False      # one line per request on stdout (uvicorn's access log)
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_samples_per_request", "max_queue", "max_queued_samples", "max_body_bytes"):
@@ -478,8 +480,11 @@ def uvicorn_server(model: str | Path | None, settings: ServeSettings, *, host: s
     gc.set_threshold(10_000, 50, 100)
     app = create_app(model, settings, threads=threads, providers=providers, on_loaded=_freeze_heap,
                      on_settled=on_settled)
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                         timeout_graceful_shutdown=60))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=settings.access_log,
+                            timeout_graceful_shutdown=60)
+    if settings.access_log:  # uvicorn's other messages stay at warning
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return uvicorn.Server(config)
 
 
 def announce_line(host: str, port: int) -> str:

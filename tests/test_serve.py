@@ -239,6 +239,17 @@ def test_admission_counts_samples_not_only_requests(tiny_model: Path) -> None:
         busy.stop()
 
 
+def test_access_log_prints_one_line_per_request(tiny_model: Path) -> None:
+    logged = Server(tiny_model, "--access-log")
+    try:
+        assert request(logged, "POST", "/v1/generate", {"labels": [0], "seed": 0})[0] == 200
+        assert request(logged, "GET", "/nowhere")[0] == 404
+    finally:
+        logged.stop()
+    out = logged.process.stdout.read() if logged.process.stdout else ""
+    assert '"POST /v1/generate HTTP/1.1" 200' in out and '"GET /nowhere HTTP/1.1" 404' in out
+
+
 def test_a_request_past_its_timeout_is_504_and_the_server_carries_on(tiny_model: Path) -> None:
     # batches wait longer than requests may
     slow = Server(tiny_model, "--max-delay-ms", "600", "--max-gap-ms", "600", "--timeout", "0.1")
