@@ -25,6 +25,10 @@ def _metrics(run: Path) -> list[dict[str, float]]:
 def test_run_folder_contents(tiny_run: Path) -> None:
     assert {"best.pt", "last.pt", "metrics.jsonl", "loss_curve.png"} <= {p.name for p in tiny_run.iterdir()}
     assert (tiny_run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(tiny_run / "samples.png") as grid:  # redrawn each epoch: 8 samples of every class, scale 2
+        assert grid.width > 8 * 2 * 8 and grid.height >= 3 * 2 * 8
     records = _metrics(tiny_run)
     assert [r["epoch"] for r in records] == [1, 2]
     for key in ("train_loss", "train_recon", "train_kl", "val_elbo", "kl_per_dim", "active_units", "samples_per_s"):

@@ -25,6 +25,7 @@ from cvae_sdk.atomic import atomic_path
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages, open_dataset
 from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
+from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
 
 from .aggregate import fit_aggregate_prior
@@ -38,6 +39,8 @@ from .splits import split_validation
 METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024
 LABEL_CHECK_PER_CLASS = 100
+SAMPLE_GRID = "samples.png"      # the run folder's picture of what the model draws now, redrawn every epoch
+SAMPLE_GRID_COLUMNS, SAMPLE_GRID_ROWS = 8, 20  # samples per class, and at most this many classes shown
 IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
 WARMUP_BEFORE_ALARMS = 3      # epochs before the collapse and ignored-label warnings may fire
@@ -304,6 +307,7 @@ class _Loop:
         record.update(self.validate())
         record["epoch"] = self.epoch
         record.update(self.label_check())
+        self.draw_samples()
         raised = {kind for r in self.history for kind in r.get("alarms", {})}
         record["alarms"] = alarms(record, self.model.cfg.latent_dim) if self.epoch >= self.alarm_from() else {}
         self.history.append(record)
@@ -432,6 +436,18 @@ class _Loop:
         return {"label_fidelity": float(per_class.mean()), "worst_class": self.class_names[worst],
                 "worst_class_fidelity": float(per_class[worst]), "worst_class_real_accuracy": float(real[worst]),
                 "worst_class_drawn_as": self.class_names[int(seen.argmax())]}
+
+    @torch.no_grad()
+    def draw_samples(self) -> None:
+        """Redraw ``samples.png``: the same prior noise every epoch, one row per class (the first 20)."""
+        cfg = self.model.cfg
+        noise = torch.Generator().manual_seed(self.config.seed + 5)
+        y = torch.arange(min(cfg.num_classes, SAMPLE_GRID_ROWS)).repeat_interleave(SAMPLE_GRID_COLUMNS)  # (R * 8,)
+        mean, logvar = self.model.prior(y.to(self.device))                        # (R * 8, D)
+        eps = torch.randn(mean.shape, generator=noise).to(self.device)
+        images = self.model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
+        rows = [self.class_names[int(i)] for i in y[::SAMPLE_GRID_COLUMNS]]
+        write_png(self.run_dir / SAMPLE_GRID, make_image_grid(images, SAMPLE_GRID_COLUMNS, row_labels=rows, scale=2))
 
     def finish(self) -> None:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
