@@ -61,3 +61,22 @@ def test_shard_recipe_concatenates_to_the_single_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     parts = np.concatenate([np.load(tmp_path / f"part-{k:03d}.npy", mmap_mode="r") for k in range(3)])
     assert parts.shape[0] == 50 and np.array_equal(parts, np.load(whole))
+
+
+def test_own_data_recipe_runs_as_written_on_a_tiny_set(tiny_npz: Path, tmp_path: Path) -> None:
+    """The "Train on your own data" commands, verbatim but for the data path: epoch lines with the time
+    left, a sample grid in the run folder, and an artifact; any warning names the flag to act on."""
+    section = README.split("### Train on your own data", 1)[1]
+    block = re.search(r"```text\n(.*?)```", section, flags=re.S)
+    assert block is not None, "the own-data section has no command block"
+    recipe = block.group(1).splitlines()[0]
+    assert recipe.startswith("cvae-sdk train --data my-set.npz --out run && cvae-sdk export run")
+    command = recipe.replace("my-set.npz", str(tiny_npz)).replace("cvae-sdk ", f"{sys.executable} -m cvae_sdk ")
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    epochs = [line for line in done.stderr.splitlines() if line.startswith("epoch ")]
+    assert epochs and "left" in epochs[0]                       # one line per epoch, with the time left
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert all(re.search(r" --[a-z]", line) for line in warnings), warnings  # each names the flag to try
+    assert (tmp_path / "run" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "my-model.onnx").is_file()
