@@ -5,7 +5,9 @@ For each set it trains with the defaults (``cvae-sdk train --data SET --out RUN`
 samples at the run's calibrated temperatures, and the reconstructions of real training images
 (encoder mean, then decoder), scored by the same measures. When the reconstructions already sit
 far above the real-vs-real floor, the decoder limits quality and no prior or temperature fixes it.
-Rows append to ``benchmarks/results/decoder_gap.jsonl``.
+Rows append to ``benchmarks/results/decoder_gap.jsonl``. A finished run already in
+``WORK/SET-gap-run`` (e.g. a link to ``own_data.py``'s ``WORK/SET-run``) is scored as it is, with no
+train time.
 
     python benchmarks/decoder_gap.py mnist-3k glyphs --work /tmp/cvae-own-data
 """
@@ -27,12 +29,15 @@ KEYS = ("label_fidelity", "worst_class_fidelity", "frechet_ratio", "diversity_ra
 def run(name: str, work: Path, mnist: str) -> dict[str, object]:
     data, classifier = build(name, work, mnist)
     run_dir, report_path = work / f"{name}-gap-run", work / f"{name}-gap-eval.json"
-    _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet")
+    train_s = None
+    if not (run_dir / "best.pt").exists():
+        _, train_s = cli("train", "--data", data, "--out", str(run_dir), "--quiet")
     cli("evaluate", str(run_dir), "--data", data, "--json", str(report_path), "--quiet", "--no-likelihood",
         *(["--classifier", classifier] if classifier else []))
     report = json.loads(report_path.read_text())
     recon = report["reconstruction"]
-    return {"set": name, "train_seconds": round(train_s, 1), "reconstructed_images": recon["images"],
+    return {"set": name, "train_seconds": None if train_s is None else round(train_s, 1),
+            "reconstructed_images": recon["images"],
             "samples": {k: report[k] for k in KEYS}, "reconstructions": {k: recon[k] for k in KEYS},
             "frechet_floor": report["frechet_floor"]}
 
