@@ -153,6 +153,7 @@ def _npz(path: Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray
     ("few", "fewer than 10 training images: {'b': 4}"),
     ("skipped", r"class\(es\) \['1', '3'\] have no training images"),
     ("tiny", "images are 1x1 pixels; cvae-sdk needs at least 4x4"),
+    ("large", "images are 8x130 pixels; cvae-sdk trains on at most 128x128 .* Resize the images"),
 ])
 def test_untrainable_data_is_one_line_naming_the_limit(tmp_path: Path, case: str, message: str) -> None:
     rng = np.random.default_rng(0)
@@ -161,6 +162,8 @@ def test_untrainable_data_is_one_line_naming_the_limit(tmp_path: Path, case: str
                     np.array([0] * 60 + [1] * 4), class_names=np.array(["a", "b"]))
     elif case == "skipped":
         data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 8, 8), dtype=np.uint8), np.arange(90) % 3 * 2)
+    elif case == "large":
+        data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (30, 8, 130), dtype=np.uint8), np.arange(30) % 3)
     else:
         data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 1, 1), dtype=np.uint8), np.arange(90) % 3)
     done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(data), "--out",

@@ -47,6 +47,7 @@ WARMUP_BEFORE_ALARMS = 3      # epochs before the collapse and ignored-label war
 ALARM_PHASE = 0.25            # and the share of the planned epochs a run may spend still learning to use its labels
 MIN_IMAGES_PER_CLASS = 10     # fewer cannot fit a class's prior, nor say anything about its samples
 MIN_SIDE = 4                  # the conv encoder and the evaluation classifier halve the image twice
+MAX_SIDE = 128                # the conv decoder paints a (H/4, W/4) map from one dense layer: 33.5M weights at 128
 
 
 def guard_classifier(config: TrainConfig, dataset: Dataset, train_split: LabeledImages,
@@ -81,6 +82,10 @@ def check_trainable(dataset: Dataset) -> None:
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"images are {h}x{w} pixels; cvae-sdk needs at least {MIN_SIDE}x{MIN_SIDE} (its conv "
                          "encoder and evaluation classifier halve the image twice). Resize or pad the images")
+    if max(h, w) > MAX_SIDE:
+        raise ValueError(f"images are {h}x{w} pixels; cvae-sdk trains on at most {MAX_SIDE}x{MAX_SIDE} (its decoder "
+                         "paints a quarter-size map from one dense layer, whose weights grow with the image's area). "
+                         f"Resize the images to {MAX_SIDE} pixels a side or less, e.g. 64x64")
     counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
     empty = [dataset.class_names[k] for k in np.flatnonzero(counts == 0)]
     if empty:
