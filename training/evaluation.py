@@ -31,8 +31,10 @@ def likelihood_report(source: Path, test: LabeledImages, *, k: int, limit: int |
     if binarized:  # one seeded binarisation, as in Burda et al.'s dynamically binarised MNIST
         full_x = torch.bernoulli(full_x, generator=torch.Generator().manual_seed(seed))
     x, y = (full_x, full_y) if limit is None else (full_x[:limit], full_y[:limit])
+    likelihood = {"bernoulli": "Bernoulli likelihood", "gaussian": "Gaussian likelihood of one shared variance "
+                  "(a density: not comparable to Bernoulli results)"}[model.cfg.likelihood]
     report: dict[str, Any] = {"data": "binarized (seeded Bernoulli draw of each test pixel)" if binarized
-                              else "continuous [0, 1] pixels, Bernoulli likelihood (not comparable "
+                              else f"continuous [0, 1] pixels, {likelihood} (not comparable "
                                    "to binarised-MNIST results)",
                               "training_data_binarized": bool(state["train_config"].get("binarize"))}
     priors: dict[str, dict[str, torch.Tensor] | None] = {"training_prior": None}
