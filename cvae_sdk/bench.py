@@ -3,7 +3,9 @@
 Each engine runs in its own subprocess, so its peak RSS is its own. For every batch size the
 engine is warmed up, then called repeatedly; samples/s comes from the median call. The roofline
 ratio divides achieved FLOP/s (FLOPs per sample counted from the ONNX graph) by a float32 GEMM
-measured in the same run with the same threads.
+measured in the same run with the same threads (without a host's pin of OpenBLAS to its AVX2
+kernel, which halves an AVX-512 CPU's peak: :data:`PEAK_ENV_UNSET`), or for the int8 engines by
+onnxruntime's int8 matrix multiply; the JSON's ``gemm`` says which BLAS kernel ran and how.
 
 Engines: ``sdk-fp32``, ``sdk-int8`` (given an int8 artifact), ``torch-eager`` and
 ``torch-compile`` (the torch training backend's ``bench_engine``, which needs the [train] extra;
@@ -29,6 +31,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -77,16 +80,76 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def gemm_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """Median float32 GEMM FLOP/s in a subprocess with ``threads`` BLAS threads."""
-    code = ("import numpy as np, time, statistics\n"
+# Some hosts set these to pin OpenBLAS to its AVX2 kernel (half the peak of a full-width AVX-512 CPU);
+# the peak is measured without them, in its own process only: tests, CI and the engines keep them.
+PEAK_ENV_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def gemm_flops(threads: int, n: int = 2048, repeats: int = 5, *, as_set: bool = False) -> dict[str, Any]:
+    """Median float32 GEMM FLOP/s in a subprocess with ``threads`` BLAS threads, and the BLAS kernel that ran.
+
+    Measured with :data:`PEAK_ENV_UNSET` removed from the environment, unless ``as_set``. The kernel
+    comes from threadpoolctl (None without it).
+    """
+    code = ("import json, numpy as np, time, statistics\n"
             f"a = np.random.default_rng(0).standard_normal(({n}, {n}), dtype=np.float32); b = a.T.copy()\n"
             "a @ b\nts = []\n"
             f"for _ in range({repeats}):\n    t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)\n"
-            f"print(2 * {n}**3 / statistics.median(ts))")
+            "try:\n    import threadpoolctl\n"
+            "    blas = [{k: i.get(k) for k in ('internal_api', 'architecture', 'version', 'num_threads')}\n"
+            "            for i in threadpoolctl.threadpool_info() if i.get('user_api') == 'blas']\n"
+            "except ImportError:\n    blas = None\n"
+            f"print(json.dumps({{'flops_per_s': 2 * {n}**3 / statistics.median(ts), 'blas': blas}}))")
     env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+    if not as_set:
+        for name in PEAK_ENV_UNSET:
+            env.pop(name, None)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    return float(done.stdout.strip())
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def gemm_peaks(threads: int) -> dict[str, Any]:
+    """The CPU's float32 and int8 matrix rates, and how each was measured (the bench JSON's ``gemm``)."""
+    peak = gemm_flops(threads)
+    found = {name: os.environ[name] for name in PEAK_ENV_UNSET if name in os.environ}
+    report: dict[str, Any] = {"float32_flops_per_s": peak["flops_per_s"], "blas": peak["blas"],
+                              "float32_how": "numpy float32 2048x2048 GEMM, median of 5, in a subprocess with "
+                                             f"{threads} BLAS threads and {', '.join(PEAK_ENV_UNSET)} unset",
+                              "environment_unset": found, "int8_ops_per_s": int8_gemm_ops(threads),
+                              "int8_how": "onnxruntime MatMulInteger (uint8 x int8 -> int32) 2048x2048, median of "
+                                          f"5, {threads} intra-op threads"}
+    if found:  # what the host's own settings give, for comparison
+        as_set = gemm_flops(threads, as_set=True)
+        report["float32_flops_per_s_as_set"], report["blas_as_set"] = as_set["flops_per_s"], as_set["blas"]
+    return report
+
+
+def int8_gemm_ops(threads: int, n: int = 2048, repeats: int = 5) -> float | None:
+    """Median int8 matrix-multiply rate (2 n^3 / s) of onnxruntime's MatMulInteger; None without onnx."""
+    try:
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    import onnxruntime as ort
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
 
 
 def gemm_flops_cuda(dtype: str, n: int = 8192, repeats: int = 10) -> float | None:
@@ -318,7 +381,8 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
             skipped[engine] = result["error"]
         else:
             rows.extend(result)
-    gemm = gemm_flops(threads)
+    peaks = gemm_peaks(threads)
+    gemm, gemm_int8 = peaks["float32_flops_per_s"], peaks["int8_ops_per_s"]
     on_gpu = any(row["engine"] in CUDA_ENGINES for row in rows)
     gemm_cuda = {dtype: gemm_flops_cuda(dtype) if on_gpu else None for dtype in ("float32", "float16")}
     try:
@@ -326,7 +390,7 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
     except ImportError:
         per_sample = None
     for row in rows:
-        peak = gemm
+        peak = gemm_int8 if row["engine"] in INT8_ENGINES else gemm
         if row["engine"] in CUDA_ENGINES:
             peak = gemm_cuda["float16" if row["engine"] == "sdk-cuda-fp16" else "float32"] or 0.0
         row["roofline_ratio"] = row["samples_per_s"] * per_sample / peak if per_sample and peak else None
@@ -336,8 +400,9 @@ def run_benchmark(model: Path, *, int8_model: Path | None = None, fp16_model: Pa
     return {"benchmark": "sampling_throughput", "model": str(model), "host_load": load,
             "int8_model": str(int8_model) if int8_model else None, "threads": threads, "machine": machine(),
             "fp16_model": str(fp16_model) if fp16_model else None, "cuda_options": cuda_options or {},
-            "gemm_flops_per_s": gemm, "gemm_cuda_flops_per_s": gemm_cuda, "flops_per_sample": per_sample,
-            "roofline_samples_per_s": gemm / per_sample if per_sample else None,
+            "gemm_flops_per_s": gemm, "gemm": peaks, "gemm_cuda_flops_per_s": gemm_cuda,
+            "flops_per_sample": per_sample, "roofline_samples_per_s": gemm / per_sample if per_sample else None,
+            "int8_roofline_samples_per_s": gemm_int8 / per_sample if per_sample and gemm_int8 else None,
             "rows": rows, "skipped": skipped, "batcher": batcher, "ratios": _ratios(rows),
             "vs_best_competitor": vs_best_competitor(rows)}
 
@@ -389,6 +454,13 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{r['p99_us']:>11.1f}{r['peak_rss_mb']:>9.0f}{roof:>10}")
     for engine, why in report["skipped"].items():
         lines.append(f"{engine:<16} skipped: {why}")
+    peaks = report.get("gemm") or {}
+    if peaks:
+        kernel = ", ".join(f"{b['internal_api']} {b['architecture']}" for b in peaks["blas"] or []) or "unknown"
+        unset = f", {', '.join(peaks['environment_unset'])} unset" if peaks["environment_unset"] else ""
+        int8 = f"; int8 peak {peaks['int8_ops_per_s'] / 1e9:.0f} GOP/s" if peaks["int8_ops_per_s"] else ""
+        lines.append(f"roofline: float32 peak {peaks['float32_flops_per_s'] / 1e9:.0f} GFLOP/s ({kernel}{unset})"
+                     f"{int8}")
     for batch, best in report.get("vs_best_competitor", {}).items():
         parts = [f"sdk-fp32 {best['sdk-fp32/best']:.2f}x the best float32 competitor ({best['best_competitor']})"
                  if "sdk-fp32/best" in best else "",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from cvae_sdk.bench import flops_per_sample
 
@@ -46,6 +47,7 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
         "direct_samples_per_s"] > 0
     table = done.stdout.split("\n{")[0]
     assert "sdk-fp32" in table and "skipped" in table and "batcher:" in table and "best float32 competitor" in table
+    assert "roofline: float32 peak" in table and report["gemm"]["float32_flops_per_s"] == report["gemm_flops_per_s"]
 
 
 def test_int8_is_compared_with_int8_rivals_too_and_fp32_only_with_float32_ones() -> None:
@@ -94,3 +96,17 @@ def test_the_torch_engines_decode_the_artifacts_own_weights() -> None:
         rebuilt = module(torch.from_numpy(out.latents), torch.eye(10)[torch.from_numpy(out.labels)]).numpy()
     assert config.latent_dim == 16
     assert abs(rebuilt - out.samples).max() < 1e-5
+
+
+def test_the_peak_is_measured_without_the_hosts_avx2_pin_and_names_its_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENBLAS_CORETYPE=Haswell halves an AVX-512 CPU's GEMM peak: the roofline is measured without it (and
+    with it, for comparison), names the BLAS kernel of each, and gives int8 a peak of its own."""
+    from cvae_sdk.bench import gemm_peaks
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    peaks = gemm_peaks(1)
+    assert peaks["environment_unset"] == {"OPENBLAS_CORETYPE": "Haswell"}
+    assert peaks["blas_as_set"][0]["architecture"] == "Haswell"          # the pin, as the host set it
+    assert peaks["blas"][0]["internal_api"] == "openblas"                # numpy's BLAS, chosen by the CPU
+    assert peaks["float32_flops_per_s"] > 0 and peaks["float32_flops_per_s_as_set"] > 0
+    assert peaks["int8_ops_per_s"] > 0 and "MatMulInteger" in peaks["int8_how"]
