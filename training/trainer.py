@@ -8,6 +8,7 @@ runs data-parallel on DDP (see :mod:`cvae_sdk_training.distributed`): ``batch_si
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import signal
@@ -150,24 +151,33 @@ def _smallest_class(labels: np.ndarray, num_classes: int) -> int:
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a CVAE as ``config`` says and return where the run's files are."""
     config, state, dataset, device = preflight(config, resume)
-    run_dir = Path(config.out)
     # Every rank has passed the same checks on the same inputs before the first collective call.
     context = setup(device)
     try:
-        if context.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in run_dir.glob(".*.tmp"):  # temp files of writes that a kill cut short
-                stale.unlink()
-        device = rank_device(device, context)
-        train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
-        classifier = guard_classifier(config, dataset, train_split, val_split, run_dir) if context.is_main else None
-        loop = _Loop(config, _Data.load(train_split, val_split, config, device), run_dir, context,
-                     list(dataset.class_names), classifier, state)
-        result = loop.run(progress and context.is_main)
+        result = _train_rank(config, state, dataset, rank_device(device, context), context, progress)
         wait_for_all(context)
         return result
     finally:
+        # The DDP wrapper holds the process group, and C++ threads with it: it is freed here, with the
+        # loop that held it, and not at interpreter exit, where one CI run saw a rank abort
+        # ("terminate called without an active exception") after the group was destroyed under it.
+        gc.collect()
         teardown(context)
+
+
+def _train_rank(config: TrainConfig, state: dict[str, Any] | None, dataset: Dataset, device: torch.device,
+                context: DistContext, progress: bool) -> TrainResult:
+    """This rank's part of :func:`train`; nothing it builds outlives it."""
+    run_dir = Path(config.out)
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(".*.tmp"):  # temp files of writes that a kill cut short
+            stale.unlink()
+    train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
+    classifier = guard_classifier(config, dataset, train_split, val_split, run_dir) if context.is_main else None
+    loop = _Loop(config, _Data.load(train_split, val_split, config, device), run_dir, context,
+                 list(dataset.class_names), classifier, state)
+    return loop.run(progress and context.is_main)
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,7 @@ class _Loop:
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
+            self.net = self.model  # drop the DDP wrapper (and its hold on the process group) now
         if self.context.is_main:
             self.finish()
         return TrainResult(self.run_dir, self.run_dir / BEST, self.run_dir / LAST, self.epoch,
