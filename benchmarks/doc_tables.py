@@ -152,13 +152,24 @@ def bench_table(folder: str) -> str:
     versus = vs_best_competitor(bench["rows"])  # the bench's own rule, also for runs recorded before it changed
     engines = [e for e in ("torch-eager", "torch-compile", "openvino", "openvino-int8", "sdk-fp32", "sdk-int8")
                if any(key[0] == e for key in rate)]
+    peaks = bench.get("gemm")  # runs recorded before the bench measured the int8 peak and named the kernel
+    how, int8_peak = "", ""
+    if peaks:
+        kernel = ", ".join(f"{b['internal_api']} {b['architecture']}" for b in peaks["blas"] or []) or "unknown"
+        unset = ", ".join(peaks["environment_unset"]) or "no OPENBLAS variable"
+        how = (f" (BLAS kernel {kernel}; {unset} set by the host"
+               + (f", whose setting measured {peaks['float32_flops_per_s_as_set'] / 1e9:.0f} GFLOP/s" if
+                  peaks["environment_unset"] else "") + ")")
+        int8_peak = (f"; int8 matrix multiply {peaks['int8_ops_per_s'] / 1e9:.0f} GOP/s, int8 roofline "
+                     f"{bench['int8_roofline_samples_per_s']:,.0f} samples/s")
     lines = [f"`{folder}/bench.json`: {bench['machine']['cpu']}, {bench['threads']} threads, "
              f"{bench['flops_per_sample'] / 1e6:.2f} MFLOP/sample, float32 GEMM "
-             f"{bench['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s, roofline {bench['roofline_samples_per_s']:,.0f} "
-             "samples/s.", "",
+             f"{bench['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s{how}, roofline {bench['roofline_samples_per_s']:,.0f} "
+             f"samples/s{int8_peak}.", "",
              "| batch | " + " | ".join(engines) + " | fp32 / best other | int8 / best other | int8 / fp32 "
-             "| fp32 roofline | fp32 p99 µs |",
-             "| --- | " + " | ".join("---" for _ in engines) + " | --- | --- | --- | --- | --- |"]
+             "| fp32 roofline |" + (" int8 roofline |" if peaks else "") + " fp32 p99 µs |",
+             "| --- | " + " | ".join("---" for _ in engines) + " | --- | --- | --- | --- |"
+             + (" --- |" if peaks else "") + " --- |"]
     for batch in sorted({key[1] for key in rate}):
         cells = [f"{rate[(e, batch)]['samples_per_s']:,.0f}" if (e, batch) in rate else "-" for e in engines]
         fp32, int8 = rate.get(("sdk-fp32", batch)), rate.get(("sdk-int8", batch))
@@ -167,6 +178,8 @@ def bench_table(folder: str) -> str:
         int8_best = f"{vs['sdk-int8/best']:.2f}" if "sdk-int8/best" in vs else "-"
         q = f"{int8['samples_per_s'] / fp32['samples_per_s']:.2f}" if int8 and fp32 else "-"
         roof = f"{fp32['roofline_ratio']:.2f}" if fp32 and fp32.get("roofline_ratio") else "-"
+        if peaks:
+            roof += f" | {int8['roofline_ratio']:.2f}" if int8 and int8.get("roofline_ratio") else " | -"
         p99 = f"{fp32['p99_us']:,.0f}" if fp32 else "-"
         lines.append(f"| {batch:,} | " + " | ".join(cells) + f" | {best} | {int8_best} | {q} | {roof} | {p99} |")
     b = bench["batcher"]
@@ -371,6 +384,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "own-variants": own_variants_table, "decoder": decoder_table, "upsample": upsample_table,
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-subpixel-repeat": lambda: bench_table("cpu-2core-subpixel16-repeat"),
+    "bench-true-peak": lambda: bench_table("cpu-2core-true-peak"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table, "serve-int8": lambda: serve_table("serve_load_int8.json"),
     "serve-workers": lambda: serve_table("serve_load_workers.json"),

@@ -22,6 +22,7 @@ TABLE_HOMES = {
     "shipped": "benchmarks/quality.md", "card": "exported/README.md", "card-digits": "exported/README.md",
     "bench-subpixel": "benchmarks/results/README.md",
     "bench-subpixel-repeat": "benchmarks/results/README.md",
+    "bench-true-peak": "benchmarks/results/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
     "ddp": "benchmarks/results/README.md", "serve": "benchmarks/results/README.md",
     "serve-int8": "benchmarks/results/README.md", "serve-workers": "benchmarks/results/README.md",
