@@ -38,8 +38,13 @@ MAX_REQUESTS_PER_CLIENT = 20_000
 
 def start_server(model: str | None, threads: int, delay_ms: float, workers: int, provider: str
                  ) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", "--threads", str(threads),
-            "--max-delay-ms", str(delay_ms), "--workers", str(workers), "--provider", provider]
+    return launch(model, ["--threads", str(threads), "--max-delay-ms", str(delay_ms), "--workers", str(workers),
+                          "--provider", provider])
+
+
+def launch(model: str | None, flags: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """``cvae-sdk serve`` on an ephemeral port with ``flags``, once its model answers /readyz: the process, its URL."""
+    args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", *flags]
     server = subprocess.Popen(args + ([model] if model else []), stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline() if server.stdout else ""
     if "serving on" not in line:

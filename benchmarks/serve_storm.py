@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,25 +37,11 @@ import numpy as np
 from cvae_sdk import Generator
 from cvae_sdk.bench import machine
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import launch  # noqa: E402  (the load test beside this script starts servers the same way)
+
 SERVER_FLAGS = ("--timeout", "0.02", "--max-delay-ms", "2", "--max-queue", "4096")
 STORM_SAMPLES = (1, 2000)  # the smallest and largest request of a storm
-
-
-def start(model: str | None, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "cvae_sdk", "serve", "--port", "0", *SERVER_FLAGS, *extra]
-    server = subprocess.Popen(args + ([model] if model else []), stdout=subprocess.PIPE, text=True)
-    line = server.stdout.readline() if server.stdout else ""
-    if "serving on" not in line:
-        server.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    url = line.split()[-1]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if status(url, "/readyz") == 200:
-            return server, url
-        time.sleep(0.05)
-    server.kill()
-    raise SystemExit("the model did not load within 60 s")
 
 
 def status(url: str, path: str) -> int:
@@ -121,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
 
     gen = Generator.from_pretrained(args.model) if args.model else Generator.from_pretrained()
-    server, url = start(args.model, args.extra)
+    server, url = launch(args.model, [*SERVER_FLAGS, *args.extra])
     try:
         before = sum(probe(url, s)[0] == 200 for s in range(args.probes))
         counts = storm(url, args.clients, args.seconds, seed=0)
