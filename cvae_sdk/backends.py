@@ -14,6 +14,7 @@ reference engines, ...); :func:`capability` finds one or says which backend lack
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
@@ -40,6 +41,11 @@ AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the
 # MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40), and cut short by early stopping once
 # the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
+# The adversarial phase when --adversarial-epochs is not given: about this many images seen, for colour
+# images only. On the colour scenes 27,000 images seen took the samples' FD from 2.85x to 2.21x the
+# floor; on grey sets it measured neutral (mnist-3k 2.81x either way, glyphs 1.52x and 1.54-1.58x),
+# its discriminator barely telling real strokes from reconstructed ones (results/adversarial_phase.jsonl).
+ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS, ADVERSARIAL_CHANNELS = 30_000, 10, (3,)
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature left colour
 # reconstructions as blurred means (results/own_data_variants.jsonl, the scenes rows).
@@ -89,6 +95,11 @@ class TrainConfig:
     binarize: bool = False
     augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples: quality.md
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
+    # the adversarial phase after ELBO training (training/adversarial.py): None plans it from the data
+    # (planned_adversarial_epochs), 0 turns it off; the weight scales its GAN term
+    adversarial_epochs: int | None = None
+    adversarial_weight: float = 1.0
+    tensorboard: bool = False  # also log every epoch to RUN/tensorboard (training/board.py)
 
     def __post_init__(self) -> None:
         checks = [
@@ -108,6 +119,10 @@ class TrainConfig:
             (self.augment in AUGMENTS, f"augment must be one of {AUGMENTS}, got {self.augment!r}"),
             (self.likelihood in ("auto", "bernoulli", "gaussian"),
              f"likelihood must be auto, bernoulli or gaussian, got {self.likelihood!r}"),
+            (self.adversarial_epochs is None or self.adversarial_epochs >= 0,
+             f"adversarial_epochs must be >= 0 (0 turns the phase off), got {self.adversarial_epochs}"),
+            (math.isfinite(self.adversarial_weight) and self.adversarial_weight > 0,
+             f"adversarial_weight must be a finite number > 0, got {self.adversarial_weight}"),
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
         ]
@@ -125,6 +140,15 @@ class TrainConfig:
             return self.epochs
         return max(MIN_EPOCHS, min(MAX_EPOCHS, round(SAMPLE_BUDGET / max(1, train_images))))
 
+    def planned_adversarial_epochs(self, train_images: int, channels: int) -> int:
+        """--adversarial-epochs, or for colour images (ADVERSARIAL_CHANNELS) about ADVERSARIAL_BUDGET images
+        seen, within [1, MAX_ADVERSARIAL_EPOCHS]; 0 for grey ones."""
+        if self.adversarial_epochs is not None:
+            return self.adversarial_epochs
+        if channels not in ADVERSARIAL_CHANNELS:
+            return 0
+        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET / max(1, train_images))))
+
     def planned_components(self, num_classes: int, smallest_class: int) -> int:
         """--aggregate-components, or COMPONENT_BUDGET shared by the labels, within [MIN_, MAX_COMPONENTS]
         and at most the training images of the smallest class (each component starts at one of them)."""
@@ -138,8 +162,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Runs saved before ``upsample`` existed had transposed convolutions, and before ``augment``, none."""
-        return cls(**{"upsample": "transpose", "augment": "none", **data})
+        """Runs saved before ``upsample`` existed had transposed convolutions, before ``augment`` none,
+        and before the adversarial phase none."""
+        return cls(**{"upsample": "transpose", "augment": "none", "adversarial_epochs": 0, **data})
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def tiny_config(data: Path, out: Path, **overrides: object):  # -> TrainConfig
     from cvae_sdk.backends import TrainConfig
 
     settings = dict(data=str(data), out=str(out), latent_dim=4, hidden=32, conv_channels=4, epochs=2,
-                    batch_size=32, lr=3e-3, seed=0)
+                    batch_size=32, lr=3e-3, seed=0, adversarial_epochs=0)  # the phase: tests/test_adversarial.py
     settings.update(overrides)
     return TrainConfig(**settings)  # type: ignore[arg-type]
 

@@ -25,7 +25,8 @@ from cvae_sdk.backends import TrainConfig
 # weight gradient sums in another order on each rank and drifts further over three epochs.
 # A constant rate: the resume test extends a 1-epoch run to 3, and a cosine rate follows its total.
 TRAIN_ARGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-size", "49",
-              "--aggregate-components", "0", "--binarize", "--lr-schedule", "constant", "--quiet"]
+              "--aggregate-components", "0", "--binarize", "--lr-schedule", "constant", "--adversarial-epochs", "1",
+              "--quiet"]
 RELATIVE_TOLERANCE = 1e-5
 WEIGHT_TOLERANCE = 1e-4
 
@@ -73,6 +74,9 @@ def test_only_rank_zero_writes(single_and_ddp: tuple[Path, Path]) -> None:
     single, ddp = single_and_ddp
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert len((ddp / "metrics.jsonl").read_text().splitlines()) == 3  # not one line per rank
+    # rank 0 ran the adversarial phase while rank 1 waited, and only once
+    phase = load_checkpoint(ddp / "best.pt")["adversarial"]
+    assert len(phase["history"]) == phase["epochs"] and not (ddp / "adversarial.pt").exists()
 
 
 @pytest.mark.slow

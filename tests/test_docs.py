@@ -37,6 +37,7 @@ CONSTANTS = {
     "1,000,000": "TrainConfig's sample budget (SAMPLE_BUDGET)",
     "600,000": "the sample budget before it",
     "1,280": "the prior's Gaussians shared by the classes (COMPONENT_BUDGET)",
+    "30,000": "the adversarial phase's images seen (ADVERSARIAL_BUDGET)",
     "1,024": "rows per CPU session run (CPU_CHUNK); the dense decoder's hidden width",
     "65,536": "rows per GPU session run (GPU_CHUNK)",
     "127.0": "127.0.0.1, the loopback address",

@@ -16,7 +16,7 @@ from conftest import make_images
 from cvae_sdk_training.checkpoint import load_checkpoint
 
 TRAIN_ARGS = ["--latent-dim", "4", "--hidden", "64", "--batch-size", "16", "--epochs", "3",
-              "--aggregate-components", "0", "--quiet"]
+              "--aggregate-components", "0", "--adversarial-epochs", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")

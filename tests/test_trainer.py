@@ -15,7 +15,7 @@ from conftest import tiny_config
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import TrainingDiverged, train
 
-from cvae_sdk.backends import MAX_COMPONENTS, TrainConfig
+from cvae_sdk.backends import MAX_ADVERSARIAL_EPOCHS, MAX_COMPONENTS, TrainConfig
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
@@ -180,13 +180,15 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
 
     images, labels = make_images(60 * classes, shape, classes, 0)
     data = _npz(tmp_path / "d.npz", images, labels)
-    train(tiny_config(data, tmp_path / "run", epochs=1), progress=False)
+    # colour images get the adversarial phase by default (grey ones do not)
+    train(tiny_config(data, tmp_path / "run", epochs=1, adversarial_epochs=None), progress=False)
+    phase = load_checkpoint(tmp_path / "run" / "best.pt").get("adversarial")
+    assert (phase is None) == (shape[0] == 1)
+    assert phase is None or phase["planned_epochs"] == MAX_ADVERSARIAL_EPOCHS  # 108 images: the most epochs
     from cvae_sdk_training.export import export_generator
 
     result = export_generator(tmp_path / "run", tmp_path / "m.onnx", allow_low_fidelity=True)
     assert result.config.sample_shape == shape and result.config.num_classes == classes
-    from cvae_sdk_training.checkpoint import load_checkpoint
-
     chosen = load_checkpoint(tmp_path / "run" / "best.pt")["model_config"]["likelihood"]
     assert chosen == ("bernoulli" if shape[0] == 1 else "gaussian")  # --likelihood auto, by channels
     assert result.config.class_temperatures is not None and len(result.config.class_temperatures) == classes
@@ -280,3 +282,34 @@ def test_a_folder_of_class_folders_trains_and_exports_from_the_cli(tmp_path: Pat
 
     gen = Generator.from_pretrained(tmp_path / "m.onnx")
     assert gen.config.class_names == ("left", "right") and gen.config.sample_shape == (3, 12, 12)
+
+
+def test_tensorboard_logs_every_epoch_and_the_phase(tiny_npz: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def events(run: Path) -> EventAccumulator:
+        return EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+
+    resumed = tmp_path / "resumed"
+    train(tiny_config(tiny_npz, resumed, epochs=2, tensorboard=True), progress=False)
+    train(tiny_config(tiny_npz, resumed, epochs=3, tensorboard=True), resume=True, progress=False)
+    board = events(resumed)
+    assert [e.step for e in board.Scalars("val/elbo")] == [1, 2, 3]  # the resumed run does not repeat epochs
+    assert [e.value for e in board.Scalars("val/elbo")] == pytest.approx([r["val_elbo"] for r in _metrics(resumed)])
+    assert [e.step for e in board.Images("samples")] == [1, 2, 3]
+    assert board.Images("samples")[-1].encoded_image_string.startswith(b"\x89PNG")
+
+    phased = tmp_path / "phased"
+    train(tiny_config(tiny_npz, phased, epochs=1, tensorboard=True, adversarial_epochs=2), progress=False)
+    history = load_checkpoint(phased / "best.pt")["adversarial"]["history"]
+    logged = events(phased).Scalars("adversarial/diversity") if history else []
+    assert [e.value for e in logged] == pytest.approx([r["diversity"] for r in history])
+
+
+def test_tensorboard_without_the_package_fails_before_any_work(tiny_npz: Path, tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['tensorboard'] = None\n"
+            "from cvae_sdk.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "train", "--data", str(tiny_npz), "--out", str(tmp_path / "r"),
+                           "--tensorboard", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: --tensorboard needs the tensorboard package")
+    assert not (tmp_path / "r").exists()

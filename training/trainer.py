@@ -29,8 +29,10 @@ from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
 
+from .adversarial import AdversarialPhase, diversity
 from .aggregate import fit_aggregate_prior
 from .augment import draw_shifts, shift_images
+from .board import Board, check_installed
 from .checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from .classifier import train_run_classifier
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
@@ -133,6 +135,8 @@ def preflight(config: TrainConfig, resume: bool
     device = resolve_device(config.device)
     dataset = open_dataset(config.data, mirror=config.mirror)
     check_trainable(dataset)
+    if config.tensorboard:
+        check_installed()
     components = config.aggregate_components
     if components is not None:  # an explicit count must fit every class (the planned one fits by construction)
         smallest = _smallest_class(split_validation(dataset.train, config.val_fraction, config.seed)[0].labels,
@@ -244,6 +248,7 @@ class _Loop:
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
         self.position: _EpochPosition | None = None  # mid-epoch, after a Ctrl-C checkpoint
+        self.board: Board | None = None  # TensorBoard, on rank 0 with --tensorboard
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -271,15 +276,21 @@ class _Loop:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if main else None
+        if self.config.tensorboard and self.context.is_main:
+            self.board = Board(self.run_dir, self.epoch)
         try:
             while self.epoch < self.total_epochs and not self.stop_early():
                 self.run_epoch(progress)
+            self.net = self.model  # drop the DDP wrapper (and its hold on the process group) now
+            if self.context.is_main:
+                self.finish()
+                self.sharpen(progress)
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
-            self.net = self.model  # drop the DDP wrapper (and its hold on the process group) now
-        if self.context.is_main:
-            self.finish()
+            self.net = self.model
+            if self.board is not None:
+                self.board.close()
         return TrainResult(self.run_dir, self.run_dir / BEST, self.run_dir / LAST, self.epoch,
                            self.best, self.history, primary=self.context.is_main)
 
@@ -323,11 +334,13 @@ class _Loop:
         record.update(self.validate())
         record["epoch"] = self.epoch
         record.update(self.label_check())
-        self.draw_samples()
+        grid = self.draw_samples()
         raised = {kind for r in self.history for kind in r.get("alarms", {})}
         record["alarms"] = alarms(record, self.model.cfg.latent_dim) if self.epoch >= self.alarm_from() else {}
         self.history.append(record)
         _append_metric(self.run_dir, record)
+        if self.board is not None:
+            self.board.epoch(record, grid)
         for kind, message in record["alarms"].items():
             if kind not in raised:  # once per kind and run (resume included): metrics.jsonl keeps every epoch's
                 print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -431,19 +444,34 @@ class _Loop:
                 "active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum())}
 
     @torch.no_grad()
+    def check_samples(self, model: CVAE) -> tuple[np.ndarray, np.ndarray]:
+        """LABEL_CHECK_PER_CLASS prior samples of each label (K * n, C, H, W) and their labels; same noise each call."""
+        cfg = model.cfg
+        noise = torch.Generator().manual_seed(self.config.seed + 4)
+        y = torch.arange(cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
+        mean, logvar = model.prior(y.to(self.device))                          # (K * n, D) on the device
+        eps = torch.randn(mean.shape, generator=noise).to(self.device)          # drawn on the CPU: same on any device
+        return model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy(), y.numpy()
+
     def label_check(self) -> dict[str, Any]:
         """Share of prior samples the classifier assigns to the requested label (None without one)."""
         if self.classifier is None:
             return {"label_fidelity": None}
+        return self._fidelity(*self.check_samples(self.model))
+
+    def sample_health(self, model: CVAE) -> dict[str, float]:
+        """What the adversarial phase watches: the samples' label fidelity and diversity."""
+        images, y = self.check_samples(model)
+        fidelity = self._fidelity(images, y)
+        return {"label_fidelity": fidelity["label_fidelity"], "worst_class_fidelity": fidelity["worst_class_fidelity"],
+                "diversity": diversity(images, y)}
+
+    def _fidelity(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        assert self.classifier is not None
         cfg = self.model.cfg
-        noise = torch.Generator().manual_seed(self.config.seed + 4)
-        y = torch.arange(cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
-        mean, logvar = self.model.prior(y.to(self.device))                     # (K * n, D) on the device
-        eps = torch.randn(mean.shape, generator=noise).to(self.device)          # drawn on the CPU: same on any device
-        images = self.model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
         predicted, _ = self.classifier.predict(images)
         confusion = np.zeros((cfg.num_classes, cfg.num_classes), dtype=np.int64)  # (requested, seen)
-        np.add.at(confusion, (y.numpy(), predicted), 1)
+        np.add.at(confusion, (labels, predicted), 1)
         per_class = np.diag(confusion) / LABEL_CHECK_PER_CLASS
         real = self.classifier.class_accuracy(cfg.num_classes)  # what the classifier manages on real images
         worst = int((per_class / np.maximum(real, 1e-6)).argmin())
@@ -454,8 +482,9 @@ class _Loop:
                 "worst_class_drawn_as": self.class_names[int(seen.argmax())]}
 
     @torch.no_grad()
-    def draw_samples(self) -> None:
-        """Redraw ``samples.png``: the same prior noise every epoch, one row per class (the first 20)."""
+    def draw_samples(self) -> np.ndarray:
+        """Redraw ``samples.png``: the same prior noise every epoch, one row per class (the first 20); returns
+        the grid (H, W, C) uint8."""
         cfg = self.model.cfg
         noise = torch.Generator().manual_seed(self.config.seed + 5)
         y = torch.arange(min(cfg.num_classes, SAMPLE_GRID_ROWS)).repeat_interleave(SAMPLE_GRID_COLUMNS)  # (R * 8,)
@@ -463,14 +492,16 @@ class _Loop:
         eps = torch.randn(mean.shape, generator=noise).to(self.device)
         images = self.model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
         rows = [self.class_names[int(i)] for i in y[::SAMPLE_GRID_COLUMNS]]
-        write_png(self.run_dir / SAMPLE_GRID, make_image_grid(images, SAMPLE_GRID_COLUMNS, row_labels=rows, scale=2))
+        grid = make_image_grid(images, SAMPLE_GRID_COLUMNS, row_labels=rows, scale=2)
+        write_png(self.run_dir / SAMPLE_GRID, grid)
+        return grid
 
     def finish(self) -> None:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
         k = self.model.cfg.num_classes
         components = self.config.planned_components(k, _smallest_class(self.data.y.cpu().numpy(), k))
-        if components > 0:
-            best = load_checkpoint(self.run_dir / BEST)
+        best = load_checkpoint(self.run_dir / BEST)
+        if components > 0 and "aggregate_prior" not in best:  # a resumed run may have fitted it already
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
             model.load_state_dict(best["model"])
             fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y, components, self.config.seed)
@@ -478,6 +509,17 @@ class _Loop:
         from .plots import plot_loss_curves
 
         plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
+
+    def sharpen(self, progress: bool) -> None:
+        """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
+        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.data.x.shape[1])
+        if epochs == 0 or "adversarial" in load_checkpoint(self.run_dir / BEST):
+            return
+        phase = AdversarialPhase(self.model, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
+                                 self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
+                                 None if self.board is None else self.board.phase_epoch)
+        phase.run(progress)
+        self.draw_samples()
 
 
 def _summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool, left_s: float) -> str:

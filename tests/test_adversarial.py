@@ -1,0 +1,168 @@
+"""The adversarial phase after ELBO training: what it changes, what it keeps, and that resume stays exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, diversity
+from cvae_sdk_training.checkpoint import load_checkpoint
+from cvae_sdk_training.trainer import train
+
+from cvae_sdk.backends import ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS, TrainConfig
+
+PHASE = {"epochs": 2, "adversarial_epochs": 2, "aggregate_components": 0}
+
+
+def _split(weights: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in weights.items() if k.startswith(part)}
+
+
+@pytest.fixture(scope="module")
+def phased_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("phase") / "run"
+    train(tiny_config(tiny_npz, out, **PHASE), progress=False)
+    return out
+
+
+def test_the_phase_changes_only_the_decoder_and_records_itself(phased_run: Path) -> None:
+    best, last = load_checkpoint(phased_run / "best.pt"), load_checkpoint(phased_run / "last.pt")
+    phase = best["adversarial"]
+    assert phase["planned_epochs"] == 2 and phase["epochs"] + (phase["stopped"] is not None) >= 1
+    assert [r["adversarial_epoch"] for r in phase["history"]] == list(range(1, phase["epochs"] + 1))
+    assert {"label_fidelity", "diversity"} <= set(phase["reference"])
+    assert not (phased_run / PHASE_FILE).exists()  # the phase's own checkpoint is gone once best.pt holds it
+    # last.pt is the ELBO run's (what --resume --epochs would extend); the ELBO best here is its last epoch
+    assert best["epoch"] == last["epoch"] == 2
+    for part in ("encoder.", "prior."):
+        assert all(torch.equal(v, last["model"][k]) for k, v in _split(best["model"], part).items())
+    if phase["epochs"] > 0:
+        decoder = _split(best["model"], "decoder.")
+        assert any(not torch.equal(v, last["model"][k]) for k, v in decoder.items())
+
+
+def test_the_phase_keeps_the_exported_graph(phased_run: Path, tiny_run: Path, tmp_path: Path) -> None:
+    import onnx
+    from cvae_sdk_training.export import export_generator
+
+    shapes = []
+    for run in (phased_run, tiny_run):
+        out = tmp_path / f"{run.name}.onnx"
+        export_generator(run, out, allow_low_fidelity=True)
+        graph = onnx.load(str(out)).graph
+        shapes.append(sorted((t.name, tuple(t.dims)) for t in graph.initializer))
+    assert shapes[0] == shapes[1]
+
+
+def test_ctrl_c_in_the_phase_saves_it_and_resume_is_exact(tiny_npz: Path, phased_run: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    step, calls = AdversarialPhase.step, []
+
+    def step_then_sigint(self: AdversarialPhase, idx: torch.Tensor) -> tuple[float, float, float, float]:
+        calls.append(1)
+        if len(calls) == 7:  # Ctrl-C in the middle of the second phase epoch (270 images: 5 steps an epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, idx)
+
+    monkeypatch.setattr(AdversarialPhase, "step", step_then_sigint)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_npz, run, **PHASE), progress=False)
+    saved = load_checkpoint(run / PHASE_FILE)
+    assert saved["epoch"] == 1 and saved["partial"]["step"] == 2
+    assert "adversarial" not in load_checkpoint(run / "best.pt")
+    monkeypatch.setattr(AdversarialPhase, "step", step)
+    train(tiny_config(tiny_npz, run, **PHASE), resume=True, progress=False)
+    got, want = load_checkpoint(run / "best.pt"), load_checkpoint(phased_run / "best.pt")
+    assert all(torch.equal(got["model"][k], v) for k, v in want["model"].items())
+    assert [r["recon"] for r in got["adversarial"]["history"]] == [r["recon"] for r in want["adversarial"]["history"]]
+    # a finished phase is not run again by a later --resume
+    train(tiny_config(tiny_npz, run, **PHASE), resume=True, progress=False)
+    again = load_checkpoint(run / "best.pt")
+    assert all(torch.equal(again["model"][k], v) for k, v in got["model"].items())
+
+
+def test_a_diverging_phase_keeps_the_decoder_before_it_and_says_so(tiny_npz: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(tiny_npz), "--out", str(run),
+                           "--latent-dim", "4", "--hidden", "32", "--conv-channels", "4", "--epochs", "2",
+                           "--aggregate-components", "0", "--adversarial-epochs", "2",
+                           "--adversarial-weight", "1e300", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "adversarial" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: the adversarial phase diverged at its epoch 1")
+    assert "--adversarial-weight" in lines[0] and "Traceback" not in done.stderr
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert best["adversarial"]["epochs"] == 0 and "diverged" in best["adversarial"]["stopped"]
+    assert all(torch.equal(v, last["model"][k]) for k, v in best["model"].items())
+
+
+def test_dropped_modes_or_lost_labels_end_the_phase() -> None:
+    phase = AdversarialPhase.__new__(AdversarialPhase)
+    phase.epoch, phase.reference = 0, {"label_fidelity": 0.95, "diversity": 10.0}
+    healthy = {"recon": 1.0, "disc": 1.0, "label_fidelity": 0.93, "diversity": 9.5}
+    assert phase.unhealthy(healthy) is None
+    assert "lost sample diversity" in str(phase.unhealthy({**healthy, "diversity": 8.9}))
+    assert "lost label fidelity" in str(phase.unhealthy({**healthy, "label_fidelity": 0.9}))
+    assert "diverged" in str(phase.unhealthy({**healthy, "recon": float("nan")}))
+
+
+def test_diversity_is_the_mean_pairwise_distance_within_labels() -> None:
+    images = np.zeros((4, 1, 1, 2))
+    images[1, 0, 0, 0] = 3.0   # label 0: distance 3
+    images[3, 0, 0, 1] = 1.0   # label 1: distance 1
+    assert diversity(images, np.array([0, 0, 1, 1])) == pytest.approx(2.0)
+
+
+def test_phase_length_follows_the_data() -> None:
+    config = TrainConfig(data="d", out="o")
+    assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3, 3) == 3
+    assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET, 3) == 1
+    assert config.planned_adversarial_epochs(100, 3) == MAX_ADVERSARIAL_EPOCHS
+    assert config.planned_adversarial_epochs(100, 1) == 0  # grey images: off unless asked for
+    assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, 1) == 2
+    assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, 3) == 0
+    # runs saved before the phase existed resume without it
+    saved = {k: v for k, v in config.to_dict().items() if k != "adversarial_epochs"}
+    assert TrainConfig.from_dict(saved).adversarial_epochs == 0
+    with pytest.raises(ValueError, match="adversarial_weight"):
+        TrainConfig(data="d", out="o", adversarial_weight=float("inf"))
+
+
+def test_prior_samples_as_fakes_draw_from_the_fitted_mixture(tiny_npz: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import cvae_sdk_training.adversarial as adversarial
+
+    monkeypatch.setattr(adversarial, "PRIOR_FAKES", True)
+    run = tmp_path / "run"
+    train(tiny_config(tiny_npz, run, epochs=1, adversarial_epochs=1), progress=False)
+    best = load_checkpoint(run / "best.pt")
+    assert "aggregate_prior" in best and best["adversarial"]["fakes"] == ["reconstructions", "prior samples"]
+    # the draws follow the label's mixture: their mean is its weighted mean of component means
+    phase = AdversarialPhase(*_phase_inputs(run, tiny_npz))
+    n = 4000
+    y = torch.arange(3).repeat_interleave(n)
+    z = phase.prior_sample(y, phase.draw_prior_noise(y.shape[0])).view(3, n, -1)          # (K, n, D)
+    assert phase.mixture is not None
+    expected = (phase.mixture["weights"][:, :, None] * phase.mixture["means"]).sum(1)     # (K, D)
+    error = (z.mean(1) - expected).abs() / (z.std(1) / n ** 0.5)                          # in standard errors
+    assert bool((error < 5).all()), error
+
+
+def _phase_inputs(run: Path, data: Path) -> tuple[object, ...]:
+    from cvae_sdk_training.model import CVAE, ModelConfig
+
+    from cvae_sdk.data import load_dataset
+
+    model = CVAE(ModelConfig.from_dict(load_checkpoint(run / "best.pt")["model_config"]))
+    train_split = load_dataset(str(data)).train
+    x, y = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
+    return model, x, y, 1, 1.0, 0, run, lambda m: {}, lambda: False
