@@ -293,12 +293,13 @@ def decoder_gap_table() -> str:
 
 def adversarial_table() -> str:
     """The adversarial decoder phase on a default run: results/adversarial_phase.jsonl."""
-    lines = ["| set | epochs | GAN weight | phase s | fidelity | worst class | FD / floor | diversity "
-             "| reconstructions: FD / floor | diversity |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| set | the discriminator sees | epochs | GAN weight | phase s | fidelity | worst class | FD / floor "
+             "| diversity | reconstructions: FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in jsonl("adversarial_phase.jsonl"):
         m, c = r["samples"], r["reconstructions"]
-        lines.append(f"| {r['set']} | {r['epochs']} | {r['gan_weight']} | {r['phase_seconds']:.0f} "
+        fakes = " and ".join(r.get("fakes", ["reconstructions"]))
+        lines.append(f"| {r['set']} | {fakes} | {r['epochs']} | {r['gan_weight']} | {r['phase_seconds']:.0f} "
                      f"| {m['label_fidelity']:.4f} | {m['worst_class_fidelity']:.3f} | {m['frechet_ratio']:.3f} "
                      f"| {m['diversity_ratio']:.3f} | {c['frechet_ratio']:.3f} | {c['diversity_ratio']:.3f} |")
     return "\n".join(lines)

@@ -91,6 +91,11 @@ def run(name: str, work: Path, mnist: str, flags: list[str]) -> dict[str, object
     from cvae_sdk.data import load_dataset
 
     variant = {"train_flags": " ".join(flags)} if flags else {}
+    import torch
+
+    phase = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True).get("adversarial")
+    if phase is not None:  # the adversarial phase's part of the train time, and its epochs
+        variant.update(adversarial_epochs=phase["epochs"], adversarial_seconds=round(phase["seconds"], 1))
     return {"set": name, **variant, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
             "export_seconds": round(export_s, 1), **({"export_refused": refused} if refused else {}),
             "epochs_run": len(history), "best_epoch": best["epoch"],
