@@ -11,9 +11,10 @@ except ImportError as err:
                       "GPUs (one of the two: they share a folder and break each other)") from err
 
 from cvae_sdk.artifact import ArtifactConfig, ArtifactError, Prior  # noqa: E402
-from cvae_sdk.generator import GenerationOutput, Generator, shipped_model_path
+from cvae_sdk.generator import Generator, shipped_model_path
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.providers import ProviderUnavailableError
+from cvae_sdk.request import GenerationOutput
 
 __version__ = "0.1.0"
 __all__ = ["ArtifactConfig", "ArtifactError", "GenerationOutput", "Generator", "Prior",

@@ -36,19 +36,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvae_sdk.checks import positive_int
+from cvae_sdk.request import Request, check_request, package
 from cvae_sdk.sampling import prior_noise, row_temperatures, transform
 
 if TYPE_CHECKING:
-    from cvae_sdk.generator import GenerationOutput, Generator, OutputType
+    from cvae_sdk.generator import Generator
     from cvae_sdk.labels import LabelInput
+    from cvae_sdk.request import GenerationOutput, OutputType
 
 
 @dataclass
-class _Request:
-    labels: np.ndarray      # (n,) int64
-    key: np.ndarray         # the request's noise key (see cvae_sdk.sampling)
-    temperature: float | np.ndarray  # a number, or one per class (K,)
-    output_type: str
+class _Queued:
+    request: Request                          # checked by cvae_sdk.request, as generate checks it
     future: Future[GenerationOutput[Any]]
 
 
@@ -64,7 +63,7 @@ class MicroBatcher:
         self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0
         self._gap = max_gap_ms / 1000.0
         self._on_batch = on_batch  # told the size of every shared run (a server's metrics)
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._closed = False
         self._died: BaseException | None = None
         self._lock = threading.Lock()
@@ -77,15 +76,15 @@ class MicroBatcher:
         if output_type == "device":
             raise ValueError("the batcher splits shared runs into host arrays; output_type='device' is for "
                              "Generator.generate and iter_chunks")
-        ids, key, temp = self._gen._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                                                  output_type=output_type)
+        request = check_request(self._gen.config, labels, num_samples_per_label, rng=rng, temperature=temperature,
+                                output_type=output_type)
         future: Future[GenerationOutput[Any]] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
             if not self.alive:
                 raise RuntimeError(f"this batcher's worker stopped ({self._died!r}); create a new one")
-            self._queue.put(_Request(ids, key, temp, output_type, future))
+            self._queue.put(_Queued(request, future))
         return future
 
     def close(self) -> None:
@@ -118,13 +117,13 @@ class MicroBatcher:
             raise
 
     def _serve(self) -> None:
-        carry: _Request | None = None  # a request that did not fit the last batch starts the next
+        carry: _Queued | None = None  # a request that did not fit the last batch starts the next
         while True:
             first = carry if carry is not None else self._queue.get()
             carry = None
             if first is None:  # close() was called and everything before it is done
                 return
-            batch, size = [first], first.labels.shape[0]
+            batch, size = [first], first.request.labels.shape[0]
             deadline = time.perf_counter() + self._delay
             while size < self._max_batch:
                 try:  # the next request, unless the delay is over or arrivals have paused
@@ -137,11 +136,11 @@ class MicroBatcher:
                     return
                 if item.future.cancelled():  # its caller left while it queued: never decoded
                     continue
-                if size + item.labels.shape[0] > self._max_batch:
+                if size + item.request.labels.shape[0] > self._max_batch:
                     carry = item
                     break
                 batch.append(item)
-                size += item.labels.shape[0]
+                size += item.request.labels.shape[0]
             self._finish(batch)
 
     def _fail_queued(self, err: BaseException) -> None:
@@ -153,38 +152,39 @@ class MicroBatcher:
             if item is not None and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(err)
 
-    def _finish(self, batch: list[_Request]) -> None:
+    def _finish(self, batch: list[_Queued]) -> None:
         """Decode the requests whose callers still wait, and hand each its result or the error; never raises."""
         # A caller can cancel (a server timeout, a disconnect) until its request is taken here; from then
         # on cancel() returns False, so setting the result below cannot race it.
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        live = [q for q in batch if q.future.set_running_or_notify_cancel()]
         if not live:
             return
+        requests = [q.request for q in live]
         try:
-            labels = np.concatenate([r.labels for r in live])                        # (B,)
+            labels = np.concatenate([r.labels for r in requests])                    # (B,)
             prior = self._gen.config.prior
-            drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in live]
+            drawn = [prior_noise(prior, r.key, 0, r.labels.shape[0]) for r in requests]
             eps = np.concatenate([e for e, _ in drawn])                              # (B, D)
             u = None if drawn[0][1] is None else np.concatenate([c for _, c in drawn if c is not None])
             temps = np.concatenate([np.broadcast_to(row_temperatures(r.temperature, r.labels), (r.labels.shape[0], 1))
-                                    for r in live])                                    # (B, 1)
+                                    for r in requests])                                # (B, 1)
             z = transform(prior, labels, eps, u, temps)                              # (B, D) float32
-            images = self._gen._render(z, labels)                                     # float32
+            images = self._gen.generate(labels, latents=z).samples                   # (B, C, H, W) float32
             if self._on_batch is not None:
                 self._on_batch(int(labels.shape[0]))
         except Exception as err:  # hand the failure to every waiting caller
-            for request in live:
-                request.future.set_exception(err)
+            for queued in live:
+                queued.future.set_exception(err)
             return
-        bounds = np.cumsum([0] + [r.labels.shape[0] for r in live])
+        bounds = np.cumsum([0] + [r.labels.shape[0] for r in requests])
         outputs: list[tuple[Any, BaseException | None]] = []
-        for r, lo, hi in zip(live, bounds[:-1], bounds[1:], strict=True):
+        for r, lo, hi in zip(requests, bounds[:-1], bounds[1:], strict=True):
             try:
-                outputs.append((self._gen._package(images[lo:hi], r.labels, z[lo:hi], r.output_type), None))
+                outputs.append((package(images[lo:hi], r.labels, z[lo:hi], r.output_type), None))
             except Exception as err:  # e.g. output_type="pil" without Pillow: this caller's error alone
                 outputs.append((None, err))
-        for request, (out, failure) in zip(live, outputs, strict=True):  # wake the callers once all is ready
+        for queued, (out, failure) in zip(live, outputs, strict=True):  # wake the callers once all is ready
             if failure is None:
-                request.future.set_result(out)
+                queued.future.set_result(out)
             else:
-                request.future.set_exception(failure)
+                queued.future.set_exception(failure)

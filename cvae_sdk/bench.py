@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from cvae_sdk.generator import OutputType
+from cvae_sdk.request import OutputType
 
 BATCHES = (1, 16, 256, 4096, 65536)
 CPU_ENGINES = ("torch-eager", "torch-compile", "openvino", "openvino-int8", "sdk-fp32", "sdk-int8")

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, get_args, overload
+from typing import Any, Literal, get_args, overload
 
 import numpy as np
 import onnxruntime as ort
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata, variant_path
 from cvae_sdk.batcher import MicroBatcher
-from cvae_sdk.checks import check_temperature, positive_int, to_uint8
+from cvae_sdk.checks import positive_int, to_uint8
 from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import CLOSED, BoundRunner, DeviceSamples
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels, samples_per_label
@@ -34,10 +33,16 @@ from cvae_sdk.providers import (
     provider_name,
     requested_providers,
 )
+from cvae_sdk.request import (
+    GenerationOutput,
+    OutputType,
+    check_output_type,
+    check_request,
+    package,
+    resolve_temperature,
+)
 from cvae_sdk.sampling import prior_latents, request_key
 
-OutputType = Literal["np", "uint8", "pil", "device"]
-OUTPUT_TYPES = ("np", "uint8", "pil", "device")
 # Rows per session run for large requests. On CPU, 1,024 rows run as fast as 4,096 with a quarter of
 # the activation memory (the shipped conv decoder: ~90 MB vs ~350 MB); a GPU takes larger ones.
 CPU_CHUNK, GPU_CHUNK = 1024, 65536
@@ -46,23 +51,7 @@ Variant = Literal["int8", "fp16"]  # what `export --int8` / `--fp16` writes besi
 VARIANTS: tuple[str, ...] = get_args(Variant)
 
 
-Samples = TypeVar("Samples", np.ndarray, list[Any], DeviceSamples)
 HostOutput = Literal["np", "uint8"]
-
-
-@dataclass(frozen=True, eq=False)
-class GenerationOutput(Generic[Samples]):
-    """Samples in request order, with the label and the latent code of each.
-
-    ``samples`` is typed by the request's ``output_type``: an ``np.ndarray`` (N, C, H, W) for
-    ``"np"`` (float32 in [0, 1]) and ``"uint8"``, a list of PIL images for ``"pil"``, and
-    :class:`DeviceSamples` (GPU memory, DLPack) for ``"device"``.
-    """
-
-    samples: Samples
-    labels: np.ndarray      # int64 (N,)
-    latents: np.ndarray     # float32 (N, latent_dim)
-    start: int = 0          # index of the first sample within its request (chunks, shards)
 
 
 def shipped_file(name: str) -> Path | None:
@@ -232,7 +221,7 @@ class Generator:
         """
         ids, z = self._prepare(labels, num_samples_per_label, rng=rng, temperature=temperature,
                                latents=latents, output_type=output_type)
-        return self._package(self._render(z, ids, output_type), ids, z, output_type)
+        return package(self._render(z, ids, output_type), ids, z, output_type)
 
     def _prepare(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
                  temperature: float | None = None, latents: np.ndarray | None = None,
@@ -243,24 +232,17 @@ class Generator:
                 raise ValueError("latents= gives z directly, so rng and temperature would not be used; pass "
                                  "latents alone, or rng/temperature without latents")
             ids = request_labels(labels, num_samples_per_label, self._config.class_names)
-            _check_output_type(output_type)
+            check_output_type(output_type)
             return ids, self._check_latents(latents, ids.shape[0])
-        ids, key, temp = self._check_request(labels, num_samples_per_label, rng=rng, temperature=temperature,
-                                             output_type=output_type)
+        request = check_request(self._config, labels, num_samples_per_label, rng=rng, temperature=temperature,
+                                output_type=output_type)
+        ids, key, temp = request.labels, request.key, request.temperature
         if ids.shape[0] <= self._chunk:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
         z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
         for lo in range(0, ids.shape[0], self._chunk):  # bounded temporaries for huge requests
             z[lo:lo + self._chunk] = prior_latents(self._config.prior, ids[lo:lo + self._chunk], key, lo, temp)
         return ids, z
-
-    def _check_request(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,
-                       temperature: float | None = None, output_type: str = "np"
-                       ) -> tuple[np.ndarray, np.ndarray, float | np.ndarray]:
-        """Validate a request without drawing: class ids (N,), its noise key and its temperature."""
-        ids = request_labels(labels, num_samples_per_label, self._config.class_names)
-        _check_output_type(output_type)
-        return ids, request_key(rng), self._temperature(temperature)
 
     def _render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> Any:
         """Decode z (N, D) for class ids (N,) chunk by chunk into one (N, C, H, W) array.
@@ -294,13 +276,6 @@ class Generator:
             raise ValueError(f"output_type='device' takes at most chunk_size={self._chunk} samples per call, got "
                              f"{z.shape[0]}; stream larger requests with iter_chunks(..., output_type='device')")
         return self._runner.run_on_device(z, y)
-
-    def _package(self, samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str,
-                 start: int = 0) -> GenerationOutput[Any]:
-        """Wrap rendered samples as the requested output type."""
-        if output_type == "uint8":  # e.g. a micro-batch rendered as float32
-            samples = to_uint8(samples)
-        return GenerationOutput(_to_pil(samples) if output_type == "pil" else samples, ids, z, start)
 
     def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0,
                 on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2) -> MicroBatcher:
@@ -343,8 +318,8 @@ class Generator:
         stop = total if stop is None else stop
         if not 0 <= start <= stop <= total:
             raise ValueError(f"start/stop must satisfy 0 <= start <= stop <= {total}, got {start}/{stop}")
-        temp, key = self._temperature(temperature), request_key(rng)
-        _check_output_type(output_type)  # every check runs before the first chunk is asked for
+        temp, key = resolve_temperature(self._config, temperature), request_key(rng)
+        check_output_type(output_type)  # every check runs before the first chunk is asked for
         return self._chunks(each, per_label, key, temp, output_type, start, stop)
 
     def _chunks(self, each: np.ndarray, per_label: int, key: np.ndarray, temp: float | np.ndarray,
@@ -353,7 +328,7 @@ class Generator:
             hi = min(stop, lo + self._chunk)
             ids = each[np.arange(lo, hi) // per_label]                                   # (hi - lo,)
             z = prior_latents(self._config.prior, ids, key, lo, temp)
-            yield self._package(self._render(z, ids, output_type), ids, z, output_type, lo)
+            yield package(self._render(z, ids, output_type), ids, z, output_type, lo)
 
     @overload
     def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,
@@ -387,7 +362,7 @@ class Generator:
             raise ValueError("latents= gives the two end codes directly, so rng and temperature would not be "
                              "used; pass latents alone, or rng/temperature without latents")
         if latents is None:
-            key, temp = request_key(rng), self._temperature(temperature)
+            key, temp = request_key(rng), resolve_temperature(self._config, temperature)
             pair = np.stack([prior_latents(self._config.prior, ends[i:i + 1], key, 0, temp)[0]
                              for i in range(2)])
         else:
@@ -395,9 +370,9 @@ class Generator:
         t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]  # (S, 1)
         z = ((1 - t) * pair[0] + t * pair[1]).astype(np.float32)           # (S, D)
         y = (1 - t) * self._eye[ends[0]] + t * self._eye[ends[1]]          # (S, K)
-        _check_output_type(output_type)
+        check_output_type(output_type)
         labels = np.where(t[:, 0] < 0.5, ends[0], ends[1]).astype(np.int64)
-        return self._package(self._decode(z, y.astype(np.float32), output_type), labels, z, output_type)
+        return package(self._decode(z, y.astype(np.float32), output_type), labels, z, output_type)
 
     def _run_graph(self, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Run the graph: z (N, D) float32 and class weights y (N, K) float32 -> (N, C, H, W)."""
@@ -407,11 +382,6 @@ class Generator:
         return result
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _temperature(self, temperature: float | None) -> float | np.ndarray:
-        if temperature is None:
-            return self._config.sampling_temperature(None)
-        return check_temperature(temperature)
-
     def _check_latents(self, latents: np.ndarray, n: int) -> np.ndarray:
         array = np.asarray(latents)
         if not np.issubdtype(array.dtype, np.floating):
@@ -440,15 +410,3 @@ def _graphs_load(open_session: Callable[[bool], Any], model_path: Path) -> bool:
     return True
 
 
-def _check_output_type(output_type: str) -> None:
-    if output_type not in OUTPUT_TYPES:
-        raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-
-
-def _to_pil(images: np.ndarray) -> list[Any]:
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise ImportError("output_type='pil' needs Pillow: pip install 'cvae-sdk[pil]'") from err
-    hwc = to_uint8(images).transpose(0, 2, 3, 1)  # (N, H, W, C)
-    return [Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img) for img in hwc]

@@ -30,8 +30,9 @@ from typing import Any, Literal
 import numpy as np
 
 from cvae_sdk.checks import positive_int
-from cvae_sdk.generator import GenerationOutput, Generator
+from cvae_sdk.generator import Generator
 from cvae_sdk.images import encode_png, make_image_grid
+from cvae_sdk.request import GenerationOutput
 
 try:
     from fastapi import FastAPI, Query, Request

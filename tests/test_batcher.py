@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cvae_sdk import Generator
+from cvae_sdk import batcher as batcher_module
 from cvae_sdk.batcher import MicroBatcher
 
 
@@ -59,14 +60,14 @@ def test_cancelled_requests_are_dropped_before_decoding_and_running_ones_cannot_
 
 def test_a_failure_while_finishing_a_batch_reaches_its_caller_and_the_worker_keeps_serving(
         gen: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_package = gen._package
+    real_package = batcher_module.package
 
     def package(samples: np.ndarray, ids: np.ndarray, z: np.ndarray, output_type: str, start: int = 0) -> Any:
         if output_type == "pil":  # as when Pillow is missing
             raise ImportError("output_type='pil' needs Pillow")
         return real_package(samples, ids, z, output_type, start)
 
-    monkeypatch.setattr(gen, "_package", package)
+    monkeypatch.setattr(batcher_module, "package", package)
     with gen.batcher(max_batch=16, max_delay_ms=200, max_gap_ms=200) as batcher:
         good, bad = batcher.submit(0, 2, rng=1), batcher.submit(1, 1, rng=2, output_type="pil")
         with pytest.raises(ImportError, match="Pillow"):
