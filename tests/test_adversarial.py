@@ -151,8 +151,9 @@ def test_prior_samples_as_fakes_draw_from_the_fitted_mixture(tiny_npz: Path, tmp
     n = 4000
     y = torch.arange(3).repeat_interleave(n)
     z = phase.prior_sample(y, phase.draw_prior_noise(y.shape[0])).view(3, n, -1)          # (K, n, D)
-    assert phase.mixture is not None
-    expected = (phase.mixture["weights"][:, :, None] * phase.mixture["means"]).sum(1)     # (K, D)
+    assert phase.prior.source == "aggregate"
+    prior = phase.prior
+    expected = torch.from_numpy((prior.weights[:, :, None] * prior.means).sum(1)).float()  # (K, D)
     error = (z.mean(1) - expected).abs() / (z.std(1) / n ** 0.5)                          # in standard errors
     assert bool((error < 5).all()), error
 
@@ -162,7 +163,8 @@ def _phase_inputs(run: Path, data: Path) -> tuple[object, ...]:
 
     from cvae_sdk.data import load_dataset
 
-    model = CVAE(ModelConfig.from_dict(load_checkpoint(run / "best.pt")["model_config"]))
+    best = load_checkpoint(run / "best.pt")
+    model = CVAE(ModelConfig.from_dict(best["model_config"]))
     train_split = load_dataset(str(data)).train
     x, y = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
-    return model, x, y, 1, 1.0, 0, run, lambda m: {}, lambda: False
+    return model, best, x, y, 1, 1.0, 0, run, lambda m: {}, lambda: False

@@ -31,7 +31,6 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,10 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from cvae_sdk.evaluate import mean_pairwise_distance
 from cvae_sdk.progress import progress_bar
+from cvae_sdk.sampling import transform
 
-from .checkpoint import BEST, load_checkpoint, save_checkpoint
+from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
+from .export import choose_prior
 from .model import CVAE
 
 PHASE_FILE = "adversarial.pt"
@@ -85,46 +86,27 @@ def adaptive_weight(rec: torch.Tensor, gan: torch.Tensor, last: torch.Tensor) ->
     return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0.0, MAX_ADAPTIVE_WEIGHT).detach()
 
 
-@dataclass
-class _Position:
-    """Where a phase epoch stands: its batch order, steps done, loss sums and time; saved by Ctrl-C."""
-
-    perm: torch.Tensor        # (N,)
-    step: int = 0
-    sums: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # recon, gan, disc, weight: step sums
-    seconds: float = 0.0
-
-    def to_state(self) -> dict[str, Any]:
-        return {"perm": self.perm, "step": self.step, "sums": torch.tensor(self.sums, dtype=torch.float64),
-                "seconds": self.seconds}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> _Position:
-        sums = tuple(float(v) for v in state["sums"])
-        return cls(state["perm"], int(state["step"]), sums, float(state["seconds"]))  # type: ignore[arg-type]
-
-
 class AdversarialPhase:
-    """The phase for one run: built from ``best.pt`` (or restored from ``adversarial.pt``), run to its end.
+    """The phase for one run: built from the run's best checkpoint ``best`` (or restored from ``adversarial.pt``),
+    run to its end.
 
     ``health(model)`` returns the label fidelity and diversity of the samples ``model`` draws now
     (the same noise every call); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
     (if given) gets every kept phase epoch's record.
     """
 
-    def __init__(self, model: CVAE, x: torch.Tensor, y: torch.Tensor, epochs: int, weight: float, seed: int,
-                 run_dir: Path, health: Callable[[CVAE], dict[str, float]], interrupted: Callable[[], bool],
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, model: CVAE, best: dict[str, Any], x: torch.Tensor, y: torch.Tensor, epochs: int,
+                 weight: float, seed: int, run_dir: Path, health: Callable[[CVAE], dict[str, float]],
+                 interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.model, self.x, self.y = model, x, y                       # x (N, C, H, W), y (N,) on the device
         self.epochs, self.weight, self.run_dir = epochs, weight, run_dir
         self.health, self.interrupted, self.on_epoch = health, interrupted, on_epoch
         self.device = x.device
-        best = load_checkpoint(run_dir / BEST)
+        self.best = best                                                # the run's best checkpoint, as finish() left it
         self.from_epoch = int(best["epoch"])
         model.load_state_dict(best["model"])
-        mixture = best.get("aggregate_prior")  # the prior the artifact samples from, when the run fitted one (float64)
-        self.mixture = None if mixture is None else {k: v.to(self.device, torch.float32) for k, v in mixture.items()}
         self.prior_fakes = PRIOR_FAKES
+        self.prior = choose_prior(model, best, "auto")  # the prior the artifact will ship (with PRIOR_FAKES)
         with torch.random.fork_rng(devices=[]):  # a seeded discriminator, without touching the global RNG
             torch.manual_seed(seed + SEED_OFFSET)
             self.disc = PatchDiscriminator(x.shape[1], model.cfg.num_classes).to(self.device)
@@ -135,7 +117,7 @@ class AdversarialPhase:
         self.generator = torch.Generator().manual_seed(seed + SEED_OFFSET)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.position: _Position | None = None
+        self.position: EpochPosition | None = None
         self.reference: dict[str, float] = {}
         self.kept = _copy(best["model"])  # the weights of the last healthy phase epoch (or of before the phase)
         saved = self._saved()
@@ -148,7 +130,7 @@ class AdversarialPhase:
             self.epoch, self.history = int(saved["epoch"]), list(saved["history"])
             self.reference = {k: float(v) for k, v in saved["reference"].items()}
             self.kept = saved["kept"]
-            self.position = _Position.from_state(saved["partial"]) if saved["partial"] is not None else None
+            self.position = EpochPosition.from_state(saved["partial"]) if saved["partial"] is not None else None
 
     def _saved(self) -> dict[str, Any] | None:
         """``adversarial.pt`` if it continues this run's best checkpoint (a longer resumed run may have a newer one)."""
@@ -189,8 +171,7 @@ class AdversarialPhase:
                    "fakes": ["reconstructions", *(["prior samples"] if self.prior_fakes else [])],
                    "reference": self.reference, "history": self.history, "stopped": stopped,
                    "seconds": float(sum(r["seconds"] for r in self.history))}
-        best = load_checkpoint(self.run_dir / BEST)
-        save_checkpoint({**best, "model": self.model.state_dict(), "adversarial": summary}, self.run_dir / BEST)
+        save_checkpoint({**self.best, "model": self.model.state_dict(), "adversarial": summary}, self.run_dir / BEST)
         (self.run_dir / PHASE_FILE).unlink(missing_ok=True)
         return summary
 
@@ -212,7 +193,8 @@ class AdversarialPhase:
     def run_epoch(self, progress: bool) -> dict[str, Any]:
         n = self.x.shape[0]
         if self.position is None:
-            self.position = _Position(torch.randperm(n, generator=self.generator))
+            sums = [0.0] * 4                                                     # recon, gan, disc, weight
+            self.position = EpochPosition(torch.randperm(n, generator=self.generator), sums)
         at = self.position
         steps = math.ceil(n / BATCH_SIZE)
         self.model.train()
@@ -225,7 +207,7 @@ class AdversarialPhase:
                     save_checkpoint(self.state(), self.run_dir / PHASE_FILE)
                     raise KeyboardInterrupt
                 losses = self.step(at.perm[at.step * BATCH_SIZE:(at.step + 1) * BATCH_SIZE])
-                at.sums = tuple(a + b for a, b in zip(at.sums, losses, strict=True))  # type: ignore[assignment]
+                at.sums = [a + b for a, b in zip(at.sums, losses, strict=True)]
                 at.step, at.seconds = at.step + 1, time.perf_counter() - started
                 if not all(math.isfinite(v) for v in losses):
                     break
@@ -268,24 +250,17 @@ class AdversarialPhase:
         self.opt_g.step()
         return rec.item(), gan.item(), d_loss.item(), weight.item()
 
-
     def draw_prior_noise(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The noise of ``batch`` prior draws: a uniform per row (the mixture component) and (B, D) normals."""
         u = torch.rand(batch, generator=self.generator)                                      # (B,)
         return u, torch.randn((batch, self.model.cfg.latent_dim), generator=self.generator)   # (B, D)
 
     def prior_sample(self, y: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        """z (B, D) from the prior the artifact ships: the aggregate mixture if fitted, else the training prior."""
+        """z (B, D) from the prior the artifact ships, transformed as the runtime transforms it (at T = 1)."""
         assert noise is not None
-        u, eps = (t.to(self.device) for t in noise)
-        if self.mixture is None:
-            mean, logvar = self.model.prior(y)                                               # (B, D)
-            return mean + (0.5 * logvar).exp() * eps
-        weights = self.mixture["weights"][y]                                                 # (B, M)
-        comp = (weights.cumsum(1) <= u[:, None]).sum(1).clamp_max(weights.shape[1] - 1)      # (B,)
-        means = self.mixture["means"][y, comp]                                               # (B, D)
-        tril = self.mixture["scale_tril"][y, comp]                                           # (B, D, D)
-        return means + (tril @ eps[:, :, None])[:, :, 0]
+        u, eps = (t.numpy() for t in noise)
+        z = transform(self.prior, y.cpu().numpy(), eps, u, 1.0)                              # (B, D) float32
+        return torch.from_numpy(z).to(self.device)
 
 
 def _copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

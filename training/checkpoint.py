@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,25 @@ from cvae_sdk.atomic import atomic_path
 
 CHECKPOINT_FORMAT = 1
 LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class EpochPosition:
+    """Where an epoch stands: its batch order, steps done, running loss sums and time; a Ctrl-C checkpoint
+    saves it (``to_state``) so that ``--resume`` continues the epoch where it stopped."""
+
+    perm: torch.Tensor      # (N,) the epoch's batch order
+    sums: list[float]       # the loop's running loss sums, one per loss it reports
+    step: int = 0
+    seconds: float = 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        return {"perm": self.perm, "step": self.step, "sums": torch.tensor(self.sums, dtype=torch.float64),
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> EpochPosition:
+        return cls(state["perm"], [float(v) for v in state["sums"]], int(state["step"]), float(state["seconds"]))
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:

@@ -105,8 +105,8 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
     if which == "standard":
         mean, std = np.zeros((k, d)), np.ones((k, d))
     else:
-        mean = model.prior.mean.detach().double().numpy()
-        std = (0.5 * model.prior.logvar.detach().double()).exp().numpy()
+        mean = model.prior.mean.detach().double().cpu().numpy()
+        std = (0.5 * model.prior.logvar.detach().double()).exp().cpu().numpy()
     tril = np.zeros((k, 1, d, d))
     tril[:, 0, np.arange(d), np.arange(d)] = std
     return Prior(np.ones((k, 1)), mean[:, None, :], tril, "standard" if which == "standard" else "learned")

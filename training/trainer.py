@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,7 +33,7 @@ from .adversarial import AdversarialPhase, diversity
 from .aggregate import fit_aggregate_prior
 from .augment import draw_shifts, shift_images
 from .board import Board, check_installed
-from .checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
 from .classifier import train_run_classifier
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from .model import CVAE, ModelConfig
@@ -213,24 +213,6 @@ class _StepStats(NamedTuple):
     interrupted_ranks: int   # ranks that saw Ctrl-C
 
 
-@dataclass
-class _EpochPosition:
-    """Where an epoch stands: its batch order, steps done, running sums and time; saved by Ctrl-C."""
-
-    perm: torch.Tensor                       # (N,) the epoch's batch order
-    step: int = 0
-    sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, recon, KL times examples
-    seconds: float = 0.0
-
-    def to_state(self) -> dict[str, Any]:
-        return {"perm": self.perm, "step": self.step, "sums": torch.tensor(self.sums, dtype=torch.float64),
-                "seconds": self.seconds}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> _EpochPosition:
-        return cls(state["perm"], int(state["step"]), [float(v) for v in state["sums"]], float(state["seconds"]))
-
-
 class _Loop:
     """Epochs of training, validation and checkpoints for one run, built (and restored) in one step."""
 
@@ -247,19 +229,19 @@ class _Loop:
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
-        self.position: _EpochPosition | None = None  # mid-epoch, after a Ctrl-C checkpoint
+        self.position: EpochPosition | None = None  # mid-epoch, after a Ctrl-C checkpoint
         self.board: Board | None = None  # TensorBoard, on rank 0 with --tensorboard
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.generator.set_state(state["rng"])
             self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
-            self.position = _EpochPosition.from_state(state["partial"]) if state.get("partial") else None
+            self.position = EpochPosition.from_state(state["partial"]) if state.get("partial") else None
             self.history = [r for r in _read_metrics(run_dir) if r["epoch"] <= self.epoch]
             if context.is_main:
                 _write_metrics(run_dir, self.history)  # drop lines a kill left past the checkpoint
 
-    def state(self, position: _EpochPosition | None = None) -> dict[str, Any]:
+    def state(self, position: EpochPosition | None = None) -> dict[str, Any]:
         """The checkpoint: weights, optimiser, RNG, progress, configs, and the mid-epoch position if any."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "rng": self.generator.get_state(), "epoch": self.epoch, "best_val_elbo": self.best,
@@ -281,14 +263,12 @@ class _Loop:
         try:
             while self.epoch < self.total_epochs and not self.stop_early():
                 self.run_epoch(progress)
-            self.net = self.model  # drop the DDP wrapper (and its hold on the process group) now
             if self.context.is_main:
-                self.finish()
-                self.sharpen(progress)
+                self.sharpen(self.finish(), progress)
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
-            self.net = self.model
+            self.net = self.model  # drop the DDP wrapper (and its hold on the process group) now
             if self.board is not None:
                 self.board.close()
         return TrainResult(self.run_dir, self.run_dir / BEST, self.run_dir / LAST, self.epoch,
@@ -357,7 +337,8 @@ class _Loop:
     def train_epoch(self, progress: bool) -> dict[str, Any]:
         n, bs = self.data.x.shape[0], self.config.batch_size
         if self.position is None:
-            self.position = _EpochPosition(torch.randperm(n, generator=self.generator))
+            sums = [0.0, 0.0, 0.0]                                               # loss, recon, KL times examples
+            self.position = EpochPosition(torch.randperm(n, generator=self.generator), sums)
         at = self.position
         steps = math.ceil(n / bs)
         self.model.train()
@@ -444,14 +425,17 @@ class _Loop:
                 "active_units": int((activity > ACTIVE_UNIT_THRESHOLD).sum())}
 
     @torch.no_grad()
+    def prior_samples(self, model: CVAE, y: torch.Tensor, seed: int) -> np.ndarray:
+        """Images (N, C, H, W) that ``model`` decodes from its training prior for labels y (N,), with noise
+        drawn on the CPU from ``seed`` (the same on any device and every call)."""
+        mean, logvar = model.prior(y.to(self.device))                          # (N, D) on the device
+        eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        return model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
+
     def check_samples(self, model: CVAE) -> tuple[np.ndarray, np.ndarray]:
         """LABEL_CHECK_PER_CLASS prior samples of each label (K * n, C, H, W) and their labels; same noise each call."""
-        cfg = model.cfg
-        noise = torch.Generator().manual_seed(self.config.seed + 4)
-        y = torch.arange(cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
-        mean, logvar = model.prior(y.to(self.device))                          # (K * n, D) on the device
-        eps = torch.randn(mean.shape, generator=noise).to(self.device)          # drawn on the CPU: same on any device
-        return model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy(), y.numpy()
+        y = torch.arange(model.cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
+        return self.prior_samples(model, y, self.config.seed + 4), y.numpy()
 
     def label_check(self) -> dict[str, Any]:
         """Share of prior samples the classifier assigns to the requested label (None without one)."""
@@ -481,23 +465,19 @@ class _Loop:
                 "worst_class_fidelity": float(per_class[worst]), "worst_class_real_accuracy": float(real[worst]),
                 "worst_class_drawn_as": self.class_names[int(seen.argmax())]}
 
-    @torch.no_grad()
     def draw_samples(self) -> np.ndarray:
         """Redraw ``samples.png``: the same prior noise every epoch, one row per class (the first 20); returns
         the grid (H, W, C) uint8."""
         cfg = self.model.cfg
-        noise = torch.Generator().manual_seed(self.config.seed + 5)
         y = torch.arange(min(cfg.num_classes, SAMPLE_GRID_ROWS)).repeat_interleave(SAMPLE_GRID_COLUMNS)  # (R * 8,)
-        mean, logvar = self.model.prior(y.to(self.device))                        # (R * 8, D)
-        eps = torch.randn(mean.shape, generator=noise).to(self.device)
-        images = self.model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
+        images = self.prior_samples(self.model, y, self.config.seed + 5)
         rows = [self.class_names[int(i)] for i in y[::SAMPLE_GRID_COLUMNS]]
         grid = make_image_grid(images, SAMPLE_GRID_COLUMNS, row_labels=rows, scale=2)
         write_png(self.run_dir / SAMPLE_GRID, grid)
         return grid
 
-    def finish(self) -> None:
-        """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves."""
+    def finish(self) -> dict[str, Any]:
+        """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves; returns the checkpoint."""
         k = self.model.cfg.num_classes
         components = self.config.planned_components(k, _smallest_class(self.data.y.cpu().numpy(), k))
         best = load_checkpoint(self.run_dir / BEST)
@@ -505,17 +485,19 @@ class _Loop:
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
             model.load_state_dict(best["model"])
             fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y, components, self.config.seed)
-            save_checkpoint({**best, "aggregate_prior": fit}, self.run_dir / BEST)
+            best = {**best, "aggregate_prior": fit}
+            save_checkpoint(best, self.run_dir / BEST)
         from .plots import plot_loss_curves
 
         plot_loss_curves(self.history, self.run_dir / "loss_curve.png")
+        return best
 
-    def sharpen(self, progress: bool) -> None:
+    def sharpen(self, best: dict[str, Any], progress: bool) -> None:
         """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
         epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.data.x.shape[1])
-        if epochs == 0 or "adversarial" in load_checkpoint(self.run_dir / BEST):
+        if epochs == 0 or "adversarial" in best:
             return
-        phase = AdversarialPhase(self.model, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
+        phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
                                  self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
                                  None if self.board is None else self.board.phase_epoch)
         phase.run(progress)
