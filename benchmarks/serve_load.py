@@ -31,7 +31,7 @@ import numpy as np
 
 from cvae_sdk import Generator
 from cvae_sdk.bench import machine
-from cvae_sdk.replicas import worker_threads
+from cvae_sdk.serving.replicas import worker_threads
 
 MAX_REQUESTS_PER_CLIENT = 20_000
 

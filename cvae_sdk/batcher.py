@@ -45,6 +45,10 @@ if TYPE_CHECKING:
     from cvae_sdk.request import GenerationOutput, OutputType
 
 
+class BatcherStopped(RuntimeError):
+    """The batcher cannot take or finish a request: it was closed, or its worker thread died."""
+
+
 @dataclass
 class _Queued:
     request: Request                          # checked by cvae_sdk.request, as generate checks it
@@ -55,7 +59,8 @@ class MicroBatcher:
     """Coalesces ``submit`` calls from many threads into batched session runs on one worker thread."""
 
     def __init__(self, generator: Generator, max_batch: int = 256, max_delay_ms: float = 2.0,
-                 on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2) -> None:
+                 on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2,
+                 on_died: Callable[[BaseException], None] | None = None) -> None:
         positive_int(max_batch, "max_batch")
         for name, value in (("max_delay_ms", max_delay_ms), ("max_gap_ms", max_gap_ms)):
             if not value >= 0:
@@ -63,9 +68,11 @@ class MicroBatcher:
         self._gen, self._max_batch, self._delay = generator, max_batch, max_delay_ms / 1000.0
         self._gap = max_gap_ms / 1000.0
         self._on_batch = on_batch  # told the size of every shared run (a server's metrics)
+        self._on_died = on_died    # told if the worker ever stops on an error (a server then exits)
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._closed = False
         self._died: BaseException | None = None
+        self._taken: list[_Queued] = []  # the batch the worker is finishing
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._run, name="cvae-sdk-batcher", daemon=True)
         self._worker.start()
@@ -81,9 +88,9 @@ class MicroBatcher:
         future: Future[GenerationOutput[Any]] = Future()
         with self._lock:
             if self._closed:
-                raise RuntimeError("this batcher is closed; create a new one with Generator.batcher()")
+                raise BatcherStopped("this batcher is closed; create a new one with Generator.batcher()")
             if not self.alive:
-                raise RuntimeError(f"this batcher's worker stopped ({self._died!r}); create a new one")
+                raise BatcherStopped(f"this batcher's worker stopped ({self._died!r}); create a new one")
             self._queue.put(_Queued(request, future))
         return future
 
@@ -112,8 +119,10 @@ class MicroBatcher:
         try:
             self._serve()
         except BaseException as err:  # nothing should get here (_finish catches everything); if it does,
-            self._died = err         # say so: queued callers would otherwise wait out their timeouts
-            self._fail_queued(RuntimeError(f"the batcher's worker stopped ({type(err).__name__}: {err})"))
+            self._died = err         # say so: its callers would otherwise wait out their timeouts
+            self._fail_waiting(BatcherStopped(f"the batcher's worker stopped ({type(err).__name__}: {err})"))
+            if self._on_died is not None:
+                self._on_died(err)
             raise
 
     def _serve(self) -> None:
@@ -124,6 +133,7 @@ class MicroBatcher:
             if first is None:  # close() was called and everything before it is done
                 return
             batch, size = [first], first.request.labels.shape[0]
+            self._taken = batch  # failed by _run if the worker dies before it is finished
             deadline = time.perf_counter() + self._delay
             while size < self._max_batch:
                 try:  # the next request, unless the delay is over or arrivals have paused
@@ -143,14 +153,18 @@ class MicroBatcher:
                 size += item.request.labels.shape[0]
             self._finish(batch)
 
-    def _fail_queued(self, err: BaseException) -> None:
+    def _fail_waiting(self, err: BaseException) -> None:
+        """Fail the batch being finished and every queued request (the worker died)."""
+        for item in self._taken:  # running futures are the worker's alone, and it is gone
+            if not item.future.done() and (item.future.running() or item.future.set_running_or_notify_cancel()):
+                item.future.set_exception(err)
         while True:
             try:
-                item = self._queue.get_nowait()
+                queued = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if item is not None and item.future.set_running_or_notify_cancel():
-                item.future.set_exception(err)
+            if queued is not None and queued.future.set_running_or_notify_cancel():
+                queued.future.set_exception(err)
 
     def _finish(self, batch: list[_Queued]) -> None:
         """Decode the requests whose callers still wait, and hand each its result or the error; never raises."""

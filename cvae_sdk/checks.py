@@ -1,4 +1,4 @@
-"""Small shared rules with one home each: argument checks, even splits, uint8 pixels, exit statuses."""
+"""Small shared rules with one home each: argument checks, even splits, uint8 pixels."""
 
 from __future__ import annotations
 
@@ -7,11 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from cvae_sdk.backends import TrainingDiverged
-
-# What a failure means to a command line: errors a user can fix (2), a diverged run (1), Ctrl-C (130).
-USER_ERRORS = (ValueError, TypeError, ImportError, OSError)
-EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # The prior's spread is multiplied by the temperature: 1 is the prior itself, calibrated classes sit
 # at 0.6-1. Far beyond MAX_TEMPERATURE samples are noise, and at 1e308 the latents overflow to inf.
 MAX_TEMPERATURE = 10.0
@@ -74,14 +69,3 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     scaled = images * np.float32(255.0) + np.float32(0.5)
     np.clip(scaled, 0, 255, out=scaled)
     return scaled.astype(np.uint8)
-
-
-def exit_status(err: BaseException) -> int | None:
-    """The exit status a command gives for ``err``; None for anything else (a bug: let it raise)."""
-    if isinstance(err, TrainingDiverged):
-        return EXIT_DIVERGED
-    if isinstance(err, USER_ERRORS):
-        return EXIT_USAGE
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return None

@@ -9,13 +9,14 @@ import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, capability
-from cvae_sdk.checks import EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, exit_status
+from cvae_sdk.exits import EXIT_INTERRUPTED, EXIT_USAGE, USER_ERRORS, StoppedServing, exit_status
 
 # Plain help (rich_markup_mode=None): it shows each option's metavar (LABEL, N) where the rich panels print
 # type labels such as <list[str]> and <bool>.
@@ -39,7 +40,7 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (*USER_ERRORS, TrainingDiverged, KeyboardInterrupt) as err:
+        except (*USER_ERRORS, TrainingDiverged, StoppedServing, KeyboardInterrupt) as err:
             status = exit_status(err) or EXIT_USAGE
             message = (f"error: {err}" if status != EXIT_INTERRUPTED
                        else INTERRUPTED.get(func.__name__, "interrupted"))
@@ -138,14 +139,9 @@ def train(
     """Train a CVAE; writes checkpoints, metrics.jsonl, loss_curve.png and classifier.onnx into --out."""
     from cvae_sdk.backends import get_backend
 
-    config = TrainConfig(data=data, out=str(out), arch=arch, latent_dim=latent_dim, hidden=hidden,
-                         conv_channels=conv_channels, upsample=upsample, prior=prior, likelihood=likelihood,
-                         epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                         beta=beta, warmup_epochs=warmup_epochs,
-                         val_fraction=val_fraction, seed=seed, device=device, mirror=mirror,
-                         aggregate_components=aggregate_components, binarize=binarize,
-                         augment=augment, classifier=classifier, adversarial_epochs=adversarial_epochs,
-                         adversarial_weight=adversarial_weight, tensorboard=tensorboard)
+    options = locals()  # every option named after a TrainConfig field sets that field
+    config = TrainConfig(**{**{f.name: options[f.name] for f in fields(TrainConfig) if f.name in options},
+                            "out": str(out)})
     if nproc != 1:
         launch = capability(backend, "launch")
         status = launch(config, nproc=nproc, resume=resume, progress=_progress_enabled(quiet))
@@ -249,10 +245,11 @@ def sample(
 ) -> None:
     """Sample N images per label from a model and write them to --out."""
     from cvae_sdk.generator import Generator
+    from cvae_sdk.labels import text_label
     from cvae_sdk.writers import write_samples
 
     gen = Generator.from_pretrained(model, variant=variant, providers=provider or "auto", threads=threads)
-    labels = [int(x) if x.lstrip("-").isdigit() and x not in gen.config.class_names else x for x in label]
+    labels = [text_label(x, gen.config.class_names) for x in label]
     summary = write_samples(gen, out, labels, n, seed=seed, temperature=temperature, dtype=dtype,
                             shard=shard, progress=_progress_enabled(quiet), columns=columns, scale=scale)
     typer.echo(json.dumps(summary))
@@ -574,8 +571,8 @@ def serve(
                                               "spreads connections over them.")] = 1,
 ) -> None:
     """Serve a model over HTTP: the API under /v1, a web page at /, /metrics. Needs the serve extra."""
-    from cvae_sdk.server import ServeSettings
-    from cvae_sdk.server import serve as run_server
+    from cvae_sdk.serving.run import serve as run_server
+    from cvae_sdk.serving.settings import ServeSettings
 
     settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_gap_ms=max_gap_ms, max_queue=max_queue,
                              max_queued_samples=max_queued_samples, max_samples_per_request=max_samples_per_request,

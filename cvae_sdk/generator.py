@@ -278,15 +278,17 @@ class Generator:
         return self._runner.run_on_device(z, y)
 
     def batcher(self, max_batch: int = 256, max_delay_ms: float = 2.0,
-                on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2) -> MicroBatcher:
+                on_batch: Callable[[int], None] | None = None, max_gap_ms: float = 0.2,
+                on_died: Callable[[BaseException], None] | None = None) -> MicroBatcher:
         """A micro-batcher that coalesces concurrent small requests into shared session runs.
 
         A run starts when ``max_batch`` samples are queued, ``max_delay_ms`` after its first
         request, or once no request has arrived for ``max_gap_ms``, whichever comes first.
-        ``on_batch``, if given, is called with the size of every shared run (for metrics).
+        ``on_batch``, if given, is called with the size of every shared run (for metrics);
+        ``on_died`` with the error if the batcher's worker thread ever stops on one.
         """
         return MicroBatcher(self, max_batch=max_batch, max_delay_ms=max_delay_ms, on_batch=on_batch,
-                            max_gap_ms=max_gap_ms)
+                            max_gap_ms=max_gap_ms, on_died=on_died)
 
     @overload
     def iter_chunks(self, labels: LabelInput, num_samples_per_label: int = 1, *, rng: Any = None,

@@ -47,6 +47,22 @@ def parse_labels(labels: LabelInput, class_names: Sequence[str]) -> np.ndarray:
     return ids
 
 
+def text_label(value: str, class_names: Sequence[str]) -> int | str:
+    """A label typed as text (a command line's ``--label``, a query string): a class name if it is
+    one, else an int id; ``parse_labels`` then checks it like any other.
+
+    >>> text_label("7", ["a", "b"]), text_label("b", ["a", "b"])
+    (7, 'b')
+    """
+    if value in class_names:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"unknown class name {value!r}; labels are class names {list(class_names)} "
+                         f"or ids 0-{len(class_names) - 1}") from None
+
+
 def _as_list(labels: LabelInput) -> list[object]:
     if isinstance(labels, np.ndarray):
         if labels.ndim > 1:

@@ -59,7 +59,7 @@ def test_wheel_ships_the_model_and_runs_without_torch(tmp_path: Path) -> None:
 
 
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml"}
+DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "prometheus_client": "prometheus-client"}
 
 
 def test_every_third_party_import_of_the_runtime_is_declared() -> None:
@@ -81,3 +81,11 @@ def test_every_third_party_import_of_the_runtime_is_declared() -> None:
     assert third_party >= {"numpy", "onnxruntime", "typer", "rich"}
     undeclared = sorted(name for name in third_party if DISTRIBUTION.get(name, name).lower() not in declared)
     assert undeclared == []
+
+
+def test_every_runtime_package_is_in_the_wheel() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "cvae_sdk").rglob("__init__.py")}
+    assert found - listed == set()

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cvae_sdk import Generator
 from cvae_sdk.images import encode_png, make_image_grid
@@ -33,8 +34,10 @@ SCREENSHOTS = Path(os.environ.get("CVAE_SDK_SCREENSHOTS", Path(__file__).resolve
 class Server:
     """A `cvae-sdk serve` subprocess; its URL comes from the one line it prints once bound."""
 
-    def __init__(self, model: Path, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "cvae_sdk", "serve", str(model), "--port", "0",
+    def __init__(self, model: Path, *args: str, prelude: str = "") -> None:
+        # `prelude` runs first in the server process: a fault a test injects into it
+        command = ["-c", prelude + "\nfrom cvae_sdk.cli import main\nmain()"] if prelude else ["-m", "cvae_sdk"]
+        self.process = subprocess.Popen([sys.executable, *command, "serve", str(model), "--port", "0",
                                          "--threads", "1", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline() if self.process.stdout else ""
@@ -144,7 +147,7 @@ def test_grid_and_interpolate(server: Server, gen: Generator) -> None:
     ("POST", "/v1/generate", {"labels": [0], "seed": 1.5}, 422, "seed"),
     ("POST", "/v1/interpolate", {"start": 0, "end": 9}, 400, "out of range"),
     ("GET", "/v1/grid.png?label=0&n=0", None, 400, "n must lie"),
-    ("GET", "/v1/grid.png?label=../../etc/passwd", None, 400, "unknown label"),
+    ("GET", "/v1/grid.png?label=../../etc/passwd", None, 400, "unknown class name"),
     ("GET", "/v1/nothing-here", None, 404, "Not Found"),
     ("GET", "/v1/generate", None, 405, "Method Not Allowed"),
 ])
@@ -183,15 +186,27 @@ def test_chunked_bodies_are_read_whole_and_held_to_the_limit(server: Server, gen
     assert status == 413 and "body over" in json.loads(data)["error"]
 
 
+def _scrape(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics read by Prometheus's own parser: each sample's value by name and labels."""
+    status, headers, data = request(server, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(data.decode()) for s in family.samples}
+
+
 def test_metrics_count_routes_batches_and_samples(server: Server) -> None:
-    request(server, "POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 2, "seed": 0})
-    text = request(server, "GET", "/metrics")[2].decode()
-    assert 'cvae_requests_total{route="/v1/generate",status="200"}' in text
-    assert "cvae_request_seconds_bucket{le=\"+Inf\"}" in text and "cvae_batch_size_count" in text
-    served = [line for line in text.splitlines() if line.startswith("cvae_samples_served_total")]
-    assert served and int(served[0].split()[1]) >= 2
-    frozen = [line for line in text.splitlines() if line.startswith("cvae_gc_frozen_objects")]
-    assert frozen and int(frozen[0].split()[1]) > 10_000  # the loaded server froze its long-lived heap
+    before = _scrape(server)
+    for seed in range(3):
+        request(server, "POST", "/v1/generate", {"labels": [0], "num_samples_per_label": 2, "seed": seed})
+    after = _scrape(server)
+    ok = ("cvae_requests_total", (("route", "/v1/generate"), ("status", "200")))
+    assert after[ok] - before.get(ok, 0) == 3
+    assert after[("cvae_samples_served_total", ())] - before[("cvae_samples_served_total", ())] == 6
+    scrapes = ("cvae_requests_total", (("route", "/metrics"), ("status", "200")))
+    assert after[scrapes] == before.get(scrapes, 0) + 1  # a scrape counts once it is answered
+    assert after[("cvae_request_seconds_bucket", (("le", "+Inf"),))] == after[("cvae_request_seconds_count", ())]
+    assert after[("cvae_batch_size_count", ())] >= 3
+    assert after[("cvae_gc_frozen_objects", ())] > 10_000  # the loaded server froze its long-lived heap
 
 
 def test_64_concurrent_clients_get_their_own_samples(server: Server, gen: Generator) -> None:
@@ -339,16 +354,68 @@ def test_workers_share_the_port_and_finish_accepted_requests_on_sigterm(tiny_mod
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
-def test_a_worker_that_dies_stops_the_server_with_an_error(tiny_model: Path) -> None:
+def test_a_worker_that_dies_is_replaced_on_its_socket(tiny_model: Path, gen: Generator) -> None:
     served = Server(tiny_model, "--workers", "2")
-    workers = _workers(served.process.pid)
-    os.kill(workers[0], signal.SIGKILL)
-    assert served.process.wait(timeout=60) == 2
-    assert "a worker stopped on its own" in (served.process.stderr.read() if served.process.stderr else "")
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{workers[1]}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{workers[1]}").exists()
+    try:
+        port = int(served.url.rsplit(":", 1)[1])
+        first = _workers(served.process.pid)
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (len(now := _workers(served.process.pid)) < 2 or first[0] in now) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        replacement = next(pid for pid in now if pid not in first)
+        assert first[1] in now and _listening_on(replacement, port)
+        for seed in range(8):  # whichever worker answers (the new one may still load: 503 and Retry-After)
+            while (answer := request(served, "POST", "/v1/generate", {"labels": [1], "seed": seed}))[0] == 503:
+                assert answer[1]["retry-after"] == "1" and time.monotonic() < deadline
+                time.sleep(0.1)
+            assert answer[0] == 200 and np.array_equal(_npy(answer[2]), gen.generate([1], 1, rng=seed).samples)
+        assert served.process.poll() is None
+    finally:
+        served.stop()
+    assert served.process.returncode == 0
+    assert "warning: worker 0 stopped on its own (exit code -9); starting another" in (
+        served.process.stderr.read() if served.process.stderr else "")
+
+
+def test_metrics_sum_over_workers(tiny_model: Path) -> None:
+    served = Server(tiny_model, "--workers", "2")
+    try:
+        for seed in range(6):  # spread over the workers by the kernel, connection by connection
+            assert request(served, "POST", "/v1/generate", {"labels": [0, 1], "seed": seed})[0] == 200
+        ok = ("cvae_requests_total", (("route", "/v1/generate"), ("status", "200")))
+        counts = [(_scrape(served)[ok], _scrape(served)[("cvae_samples_served_total", ())]) for _ in range(4)]
+        assert counts == [(6, 12)] * 4  # whichever worker answers the scrape
+    finally:
+        served.stop()
+
+
+# The batcher's worker dies on the first batch holding label 2 (nothing in the package raises there).
+DYING_BATCHER = """
+from cvae_sdk.batcher import MicroBatcher
+finish = MicroBatcher._finish
+def dying(self, batch):
+    if any(int(q.request.labels[0]) == 2 for q in batch):
+        raise SystemError("simulated")
+    finish(self, batch)
+MicroBatcher._finish = dying
+"""
+
+
+def test_a_server_whose_batcher_dies_answers_503_and_exits_non_zero(tiny_model: Path, gen: Generator) -> None:
+    # batches wait 50 ms, so every request goes through the batcher, never the inline path
+    broken = Server(tiny_model, "--max-delay-ms", "50", "--max-gap-ms", "50", prelude=DYING_BATCHER)
+    try:
+        status, _, data = request(broken, "POST", "/v1/generate", {"labels": [0], "seed": 0})
+        assert status == 200 and np.array_equal(_npy(data), gen.generate([0], 1, rng=0).samples)
+        status, _, data = request(broken, "POST", "/v1/generate", {"labels": [2], "seed": 0})
+        assert status == 503 and "worker stopped (SystemError: simulated)" in json.loads(data)["error"]
+        assert broken.process.wait(timeout=60) == 1
+    finally:
+        broken.stop()
+    err = broken.process.stderr.read() if broken.process.stderr else ""
+    assert "error: the server stopped: the micro-batcher's worker stopped (SystemError: simulated)" in err
+    assert "Traceback" not in err.split("error: the server stopped")[1]
 
 
 def test_workers_that_cannot_load_the_model_exit_with_its_error(tmp_path: Path) -> None:

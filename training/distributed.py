@@ -24,7 +24,8 @@ import torch
 import torch.distributed as dist
 
 from cvae_sdk.backends import TrainConfig
-from cvae_sdk.checks import EXIT_USAGE, USER_ERRORS, even_split, exit_status
+from cvae_sdk.checks import even_split
+from cvae_sdk.exits import EXIT_USAGE, USER_ERRORS, exit_status
 
 WORKER_MODULE = "cvae_sdk_training.distributed"
 
