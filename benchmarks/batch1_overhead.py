@@ -21,7 +21,7 @@ from cvae_sdk import Generator
 from cvae_sdk.bench import machine, time_calls
 from cvae_sdk.checks import to_uint8
 from cvae_sdk.labels import request_labels
-from cvae_sdk.sampling import prior_noise, request_key, row_temperatures, transform
+from cvae_sdk.latents import prior_noise, request_key, row_temperatures, transform
 
 
 def timed(call: Callable[[], object], calls: int, warmup: int = 200) -> dict[str, float]:

@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 
 from cvae_sdk import Generator, shipped_model_path
-from cvae_sdk.sampling import _latents, prior_latents, request_key
+from cvae_sdk.latents import _latents, prior_latents, request_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batch1_overhead import timed as batch1_timed  # noqa: E402  (the timer beside this script)

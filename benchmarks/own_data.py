@@ -31,8 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harder_sets  # noqa: E402  (the set builders beside this script)
 
-from cvae_sdk.evaluate import SHIPPED_CLASSIFIER  # noqa: E402
 from cvae_sdk.generator import shipped_file  # noqa: E402
+from cvae_sdk.quality import SHIPPED_CLASSIFIER  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
 VARIANTS = RESULTS.with_name("own_data_variants.jsonl")

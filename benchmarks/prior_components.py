@@ -32,7 +32,7 @@ from cvae_sdk_training.splits import split_validation
 from cvae_sdk import Generator
 from cvae_sdk.artifact import Prior, read_metadata, write_metadata
 from cvae_sdk.data import LabeledImages, load_dataset
-from cvae_sdk.evaluate import EvalClassifier, evaluate_generator, frechet_distance, real_halves
+from cvae_sdk.quality import EvalClassifier, evaluate_generator, frechet_distance, real_halves
 
 KEYS = ("label_fidelity", "worst_class_fidelity", "frechet_ratio", "diversity_ratio")
 

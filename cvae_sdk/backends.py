@@ -36,25 +36,22 @@ CAPABILITIES = {
 ARCHS = ("dense", "conv", "mlp")
 UPSAMPLES = ("subpixel", "transpose")
 AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the training images, or none
-# Training length when --epochs is not given: about this many examples seen, within the epoch bounds
-# (glyphs at 67 epochs: FD 2.203x its floor, at 110: 1.798x; large sets still get MIN_EPOCHS passes:
-# MNIST's FD was 2.588x its floor at 27 epochs, 2.296x at 40), and cut short by early stopping once
-# the validation ELBO stops improving (small data overfits).
+# Each default below was chosen by measurement: benchmarks/quality.md says what was tried and what
+# it scored, from the rows of benchmarks/results/.
+# Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
+# cut short by early stopping once the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
 # The adversarial phase when --adversarial-epochs is not given: about this many images seen, for colour
-# images only. On the colour scenes 27,000 images seen took the samples' FD from 2.85x to 2.21x the
-# floor; on grey sets it measured neutral (mnist-3k 2.81x either way, glyphs 1.52x and 1.54-1.58x),
-# its discriminator barely telling real strokes from reconstructed ones (results/adversarial_phase.jsonl).
+# images only (on grey sets it measured neutral).
 ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS, ADVERSARIAL_CHANNELS = 30_000, 10, (3,)
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
-# Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature left colour
-# reconstructions as blurred means (results/own_data_variants.jsonl, the scenes rows).
+# Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
+# blurred means.
 LIKELIHOODS = {1: "bernoulli", 3: "gaussian"}
 # Gaussians per label in the aggregate-posterior prior when --aggregate-components is not given: the
 # more, the closer samples stay to where the encoder put real codes (fewer decodes from holes between
-# them), which matters most for small classes (mnist-3k's FD fell from 3.129x to 2.937x its floor
-# from 64 to 128, glyphs' from 1.713x to 1.538x, MNIST's stayed 1.66x); COMPONENT_BUDGET over all
-# labels bounds the artifact's metadata (K*M full covariances) and the fit's time.
+# them), which matters most for small classes; COMPONENT_BUDGET over all labels bounds the artifact's
+# metadata (K*M full covariances) and the fit's time.
 MIN_COMPONENTS, MAX_COMPONENTS, COMPONENT_BUDGET = 10, 128, 1280
 
 
@@ -80,11 +77,10 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "cosine"
     # epochs without a better validation ELBO before training stops (0: never). The validation ELBO
-    # wanders by a tenth of a nat between epochs while it still improves by hundredths: at 10, glyphs
-    # stopped at epoch 84 of 111 (best 74) on such a wander; an overfitting run worsens for good.
+    # wanders by a tenth of a nat between epochs while it still improves by hundredths; an overfitting
+    # run worsens for good.
     patience: int = 20
-    # KL weight: 0.25 drew better FD and diversity than 0.5 on glyphs and mnist-3k at equal fidelity
-    # (benchmarks/quality.md, own-data variants)
+    # KL weight: 0.25 drew better FD and diversity than 0.5 at equal fidelity
     beta: float = 0.25
     warmup_epochs: float = 0.0
     val_fraction: float = 0.1
@@ -93,7 +89,7 @@ class TrainConfig:
     mirror: str | None = None
     aggregate_components: int | None = None  # None: sized from the labels (planned_components)
     binarize: bool = False
-    augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples: quality.md
+    augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
     # the adversarial phase after ELBO training (training/adversarial.py): None plans it from the data
     # (planned_adversarial_epochs), 0 turns it off; the weight scales its GAN term

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cvae_sdk.checks import positive_int
+from cvae_sdk.latents import prior_noise, row_temperatures, transform
 from cvae_sdk.request import Request, check_request, package
-from cvae_sdk.sampling import prior_noise, row_temperatures, transform
 
 if TYPE_CHECKING:
     from cvae_sdk.generator import Generator

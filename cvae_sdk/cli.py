@@ -199,15 +199,24 @@ def export(
     else:
         summary["temperature"] = config.default_temperature
     summary["output_contrast"] = config.output_contrast
-    for variant in variants:
+    refused = []
+    for variant in variants:  # a variant that fails its gate is not written; the float32 artifact stays
         target = variant_path(path, variant)
-        gate = capability(backend, "quantize")(path, target, clf, variant=variant)
+        try:
+            gate = capability(backend, "quantize")(path, target, clf, variant=variant)
+        except ValueError as err:
+            summary[variant] = {"refused": str(err)}
+            refused.append(f"error: {err}")
+            continue
         summary[variant] = {"artifact": str(target), **gate, "bytes": target.stat().st_size}
     typer.echo(json.dumps(summary))
+    if refused:
+        typer.echo("\n".join(refused), err=True)
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _gate_classifier(classifier: Path | None, data: str | None, source: Path) -> Any:
-    from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
+    from cvae_sdk.quality import EvalClassifier, default_classifier, run_classifier_path
 
     run_classifier = run_classifier_path(source)
     if classifier is None and data is None and run_classifier.is_file():
@@ -308,7 +317,7 @@ def validate(
                                           help="Any .onnx file to check against the artifact contract.")],
 ) -> None:
     """Check a model against the artifact contract (metadata, signature, real runs); exit 1 if it fails."""
-    from cvae_sdk.contract import validate_artifact
+    from cvae_sdk.validate import validate_artifact
 
     report = validate_artifact(model)
     for check in report.checks:
@@ -356,7 +365,7 @@ def sampler(
 ) -> None:
     """Write the whole sampler (labels, noise and temperatures in, images out) as one ONNX graph, for
     onnxruntime clients without Python; checked against Generator.generate before it is written."""
-    from cvae_sdk.sampler import write_sampler
+    from cvae_sdk.sampler_graph import write_sampler
 
     path = write_sampler(model, out)
     typer.echo(json.dumps({"sampler": str(path), "bytes": path.stat().st_size}))
@@ -384,9 +393,9 @@ def evaluate(
 ) -> None:
     """Measure label fidelity, realism and diversity (and, for a run, the likelihood)."""
     from cvae_sdk.data import open_dataset
-    from cvae_sdk.evaluate import comparison_sheet, evaluate_generator, find_classifier
     from cvae_sdk.generator import Generator
     from cvae_sdk.images import write_png
+    from cvae_sdk.quality import comparison_sheet, evaluate_generator, find_classifier
 
     dataset = open_dataset(data)
     if dataset.test is None:
@@ -431,7 +440,7 @@ def _reconstruction_scores(source: Path, dataset: Any, clf: Any, class_names: li
                            seed: int, contrast: float) -> dict[str, Any]:
     """The run's reconstructions of up to ``per_label`` training images per class, scored like its samples
     (at the output contrast its samples are drawn with)."""
-    from cvae_sdk.evaluate import reconstruction_pool, score_images, with_contrast
+    from cvae_sdk.quality import reconstruction_pool, score_images, with_contrast
 
     pool = reconstruction_pool(dataset.train, per_label, len(class_names), seed)
     images = capability("torch", "reconstruct")(source, dataset.train.images[pool], dataset.train.labels[pool])

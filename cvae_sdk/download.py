@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -66,10 +67,13 @@ def fetch(dataset: RemoteDataset, cache_dir: Path | None = None, mirror: str | N
 
 def _download(url: str, target: Path, digest: str,
               progress: Callable[[str, int, int], None] | None, timeout_s: float) -> None:
-    partial = target.with_name(target.name + ".part")
+    # a partial file of this download's own: processes fetching the same data at once (the ranks of
+    # `torchrun ... train --data mnist`) each write theirs, and each rename puts the same verified bytes
+    handle, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    partial = Path(name)
     hasher = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response, partial.open("wb") as out:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             while chunk := response.read(CHUNK_BYTES):

@@ -21,9 +21,9 @@ import onnxruntime as ort
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, OUTPUT, ArtifactConfig, ArtifactError, parse_metadata, variant_path
 from cvae_sdk.batcher import MicroBatcher
 from cvae_sdk.checks import positive_int, to_uint8
-from cvae_sdk.contract import graph_problems
 from cvae_sdk.fastpath import CLOSED, BoundRunner, DeviceSamples
 from cvae_sdk.labels import LabelInput, parse_labels, request_labels, samples_per_label
+from cvae_sdk.latents import prior_latents, request_key
 from cvae_sdk.providers import (
     CPU,
     CUDA,
@@ -41,7 +41,7 @@ from cvae_sdk.request import (
     package,
     resolve_temperature,
 )
-from cvae_sdk.sampling import prior_latents, request_key
+from cvae_sdk.validate import graph_problems
 
 # Rows per session run for large requests. On CPU, 1,024 rows run as fast as 4,096 with a quarter of
 # the activation memory (the shipped conv decoder: ~90 MB vs ~350 MB); a GPU takes larger ones.

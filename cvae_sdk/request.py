@@ -4,7 +4,7 @@
 temperature, output type) or raises the one-line error naming the fix, before any work;
 ``package`` wraps rendered samples as the requested output type. ``Generator.generate`` and the
 micro-batcher both go through these two, so a request served alone or in a shared run is checked
-and packaged the same way; drawing latents (:mod:`cvae_sdk.sampling`) and decoding them
+and packaged the same way; drawing latents (:mod:`cvae_sdk.latents`) and decoding them
 (``Generator.generate(..., latents=z)``) are the steps between.
 """
 
@@ -19,7 +19,7 @@ from cvae_sdk.artifact import ArtifactConfig
 from cvae_sdk.checks import check_temperature, to_uint8
 from cvae_sdk.fastpath import DeviceSamples
 from cvae_sdk.labels import LabelInput, request_labels
-from cvae_sdk.sampling import request_key
+from cvae_sdk.latents import request_key
 
 OutputType = Literal["np", "uint8", "pil", "device"]
 OUTPUT_TYPES = ("np", "uint8", "pil", "device")
@@ -46,7 +46,7 @@ class Request:
     """A checked request: the class id of every sample (N,), its noise key, its temperature and output type."""
 
     labels: np.ndarray                    # int64 (N,)
-    key: np.ndarray                       # the noise stream's key (cvae_sdk.sampling)
+    key: np.ndarray                       # the noise stream's key (cvae_sdk.latents)
     temperature: float | np.ndarray       # one value, or one per class
     output_type: str
 

@@ -4,7 +4,7 @@ The decoder must map a latent z (N, D) and a one-hot label y (N, K), both float3
 (or logits, with ``logits=True``) of shape (N, C, H, W) or flat (N, C*H*W). Wrapping renames the
 inputs and output to the contract's ``z``, ``y``, ``samples``, reshapes a flat output, makes the
 batch axis dynamic, stores the metadata with a N(0, I) prior per label, and runs
-:func:`cvae_sdk.contract.validate_artifact` before the file appears. Needs the ``onnx`` package.
+:func:`cvae_sdk.validate.validate_artifact` before the file appears. Needs the ``onnx`` package.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cvae_sdk.artifact import (
     write_metadata,
 )
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.contract import validate_artifact
+from cvae_sdk.validate import validate_artifact
 
 BATCH_AXIS = "N"
 

@@ -22,7 +22,7 @@ from conftest import tiny_config
 
 from cvae_sdk import Generator
 from cvae_sdk.backends import TrainingBackend, available_backends, get_backend
-from cvae_sdk.contract import validate_artifact
+from cvae_sdk.validate import validate_artifact
 
 MINIMAL_PACKAGE = Path(__file__).resolve().parent / "minimal_backend"
 

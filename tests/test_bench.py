@@ -63,16 +63,16 @@ def test_int8_is_compared_with_int8_rivals_too_and_fp32_only_with_float32_ones()
 def test_the_openvino_engine_draws_what_the_sdk_draws(tiny_model: Path) -> None:
     """Same work: OpenVINO decodes the SDK's own prior draws, so its samples match generate's."""
     from cvae_sdk import Generator
-    from cvae_sdk.bench import _openvino_engine
+    from cvae_sdk.bench.engines import openvino_engine
 
-    make, providers = _openvino_engine(tiny_model, threads=1)
+    make, providers = openvino_engine(tiny_model, threads=1)
     gen = Generator.from_pretrained(tiny_model, providers=["CPUExecutionProvider"])
     want = gen.generate(np.arange(5) % gen.config.num_classes, 1, rng=0).samples
     assert providers[0].startswith("openvino") and np.abs(make(5)() - want).max() < 1e-4
 
 
 def test_a_loaded_host_is_reported() -> None:
-    from cvae_sdk.bench import cpu_seconds, host_load
+    from cvae_sdk.bench.timing import cpu_seconds, host_load
 
     start = cpu_seconds()
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])

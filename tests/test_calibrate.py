@@ -15,8 +15,8 @@ from cvae_sdk_training.calibrate import (
 )
 from cvae_sdk_training.export import GenerativePath, choose_prior, load_model, torch_decoder
 
-from cvae_sdk.evaluate import EvalClassifier
-from cvae_sdk.sampling import noise, request_key
+from cvae_sdk.latents import noise, request_key
+from cvae_sdk.quality import EvalClassifier
 
 
 def test_each_class_gets_its_largest_passing_temperature(tiny_run: Path, tiny_classifier: Path) -> None:

@@ -8,6 +8,7 @@ import http.server
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,15 @@ def test_cli_train_mnist_with_bad_mirror_fails_cleanly(served: tuple[str, Path],
     assert result.exit_code == 2
     assert "checksum mismatch" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_concurrent_fetches_of_the_same_data_each_write_their_own_partial_file(
+        served: tuple[str, Path], tmp_path: Path) -> None:
+    """As the ranks of `torchrun ... train --data mnist` do: every fetch succeeds, with the verified bytes."""
+    url, root = served
+    write_idx_folder(root)
+    source = RemoteDataset("x", url, _digests(root))
+    with ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(lambda _: fetch(source, cache_dir=tmp_path / "cache"), range(4)))
+    assert len(set(folders)) == 1 and _digests(folders[0]) == _digests(root)
+    assert sorted(p.name for p in folders[0].iterdir()) == sorted(_digests(root))  # no partial file left

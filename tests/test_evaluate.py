@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cvae_sdk.artifact import read_metadata
 from cvae_sdk.cli import app
 from cvae_sdk.data import LabeledImages
-from cvae_sdk.evaluate import frechet_distance, mean_pairwise_distance, reconstruction_pool
+from cvae_sdk.quality import frechet_distance, mean_pairwise_distance, reconstruction_pool
 
 
 def test_frechet_distance_of_known_gaussians() -> None:
@@ -176,7 +176,7 @@ def test_likelihood_of_a_gaussian_run_says_which_and_is_a_bound(tiny_npz: Path, 
     """A Gaussian run's report names its likelihood (a density, not Bernoulli nats) and is evaluated at the
     running variance: the importance-sampled bound stays below the ELBO's."""
     from conftest import tiny_config
-    from cvae_sdk_training.evaluation import likelihood_report
+    from cvae_sdk_training.evaluate_torch import likelihood_report
     from cvae_sdk_training.trainer import train
 
     from cvae_sdk.data import load_dataset

@@ -150,7 +150,7 @@ def test_export_contrast_is_chosen_or_given_and_samples_follow_it(tiny_run: Path
 
     from cvae_sdk import Generator
     from cvae_sdk.cli import app
-    from cvae_sdk.evaluate import with_contrast
+    from cvae_sdk.quality import with_contrast
 
     chosen = export_generator(tiny_run, tmp_path / "chosen.onnx", allow_low_fidelity=True)
     assert chosen.contrast is not None and chosen.config.output_contrast == chosen.contrast.contrast

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cvae_sdk import ArtifactError, Generator, ProviderUnavailableError
-from cvae_sdk.sampling import COMPONENT_STREAM, NORMAL_STREAM, block_stream
+from cvae_sdk.latents import COMPONENT_STREAM, NORMAL_STREAM, block_stream
 
 
 @pytest.fixture(scope="module")

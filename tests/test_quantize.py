@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cvae_sdk import Generator
 from cvae_sdk.cli import app
-from cvae_sdk.contract import validate_artifact
+from cvae_sdk.validate import validate_artifact
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,11 @@ def test_failed_gate_writes_no_file(tiny_run: Path, tiny_classifier: Path, tmp_p
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"),
                                       "--allow-low-fidelity", f"--{variant}",
                                       "--classifier", str(tiny_classifier)])
-    assert result.exit_code == 2 and f"{variant} accuracy gate failed" in result.output
+    assert result.exit_code == 2 and f"error: {variant} accuracy gate failed" in result.stderr
     assert not (tmp_path / f"m.{variant}.onnx").exists()
+    summary = json.loads(result.stdout.strip().splitlines()[-1])  # the float32 result is kept and reported
+    assert summary["artifact"] == str(tmp_path / "m.onnx") and (tmp_path / "m.onnx").is_file()
+    assert f"{variant} accuracy gate failed" in summary[variant]["refused"]
 
 
 def test_variants_without_a_classifier_are_refused_before_work(tiny_run: Path, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_shipped_model_is_small_and_self_describing() -> None:
 def test_shipped_int8_variant_draws_the_same_digits() -> None:
     """variant="int8" loads mnist-cvae.int8.onnx: the same prior and temperatures, so the same latents,
     decoded by the int8 graph into images the shipped classifier reads as the fp32 ones."""
-    from cvae_sdk.evaluate import EvalClassifier
+    from cvae_sdk.quality import EvalClassifier
 
     cpu = ["CPUExecutionProvider"]
     fp32, int8 = Generator.from_pretrained(providers=cpu), Generator.from_pretrained(variant="int8", providers=cpu)

@@ -40,9 +40,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from cvae_sdk.evaluate import mean_pairwise_distance
+from cvae_sdk.latents import transform
 from cvae_sdk.progress import progress_bar
-from cvae_sdk.sampling import transform
+from cvae_sdk.quality import mean_pairwise_distance
 
 from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
 from .export import choose_prior
@@ -56,8 +56,8 @@ MAX_ADAPTIVE_WEIGHT = 1e4
 MAX_FIDELITY_LOSS = 0.03      # label fidelity the samples may lose against the decoder before the phase
 MAX_DIVERSITY_LOSS = 0.10     # and the share of their diversity
 # The discriminator may also judge samples decoded from the prior (VAE-GAN's third term), to push images decoded
-# between the encoder's codes towards real ones; on glyphs it changed nothing measurable (FD 1.538x against 1.584x
-# without, 1.525x before the phase; results/adversarial_phase.jsonl), so it stays off and the phase costs half.
+# between the encoder's codes towards real ones; it changed nothing measurable (benchmarks/quality.md), so it
+# stays off and the phase costs half.
 PRIOR_FAKES = False
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
 

@@ -13,7 +13,7 @@ import torch  # noqa: F401  (without the [train] extra the registry says which e
 
 from cvae_sdk.backends import TrainConfig, TrainResult
 from cvae_sdk.data import LabeledImages
-from cvae_sdk.evaluate import EvalClassifier
+from cvae_sdk.quality import EvalClassifier
 
 
 class TorchBackend:
@@ -45,19 +45,19 @@ class TorchBackend:
 
     def export_for_evaluation(self, source: Path, folder: Path, temperature: float | None) -> Path:
         """A run or checkpoint as a temporary artifact in ``folder``."""
-        from .evaluation import export_for_evaluation
+        from .evaluate_torch import export_for_evaluation
 
         return export_for_evaluation(source, folder, temperature)
 
     def likelihood_report(self, source: Path, test: LabeledImages, **options: Any) -> dict[str, Any]:
         """Test ELBO and importance-sampled -log p(x|y) of a run or checkpoint."""
-        from .evaluation import likelihood_report
+        from .evaluate_torch import likelihood_report
 
         return likelihood_report(source, test, **options)
 
     def reconstruct(self, source: Path, images: Any, labels: Any) -> Any:
         """The run's reconstructions of ``images`` (N, C, H, W): encoder mean, then decoder."""
-        from .evaluation import reconstruct
+        from .evaluate_torch import reconstruct
 
         return reconstruct(source, images, labels)
 

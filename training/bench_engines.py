@@ -12,7 +12,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from cvae_sdk.bench import Engine
+from cvae_sdk.bench.engines import Engine
 from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
 
 from .export import ExportCheckError, GenerativePath, check_parity, exported_decoder

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cvae_sdk.artifact import Prior
-from cvae_sdk.evaluate import EvalClassifier
-from cvae_sdk.sampling import prior_latents, request_key
+from cvae_sdk.latents import prior_latents, request_key
+from cvae_sdk.quality import EvalClassifier
 
 TEMPERATURES = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 FIDELITY_TARGET = 0.99  # the shipped model's fidelity target; a lower cap left MNIST digits at 0.98

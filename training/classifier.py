@@ -19,8 +19,8 @@ from torch import nn
 
 from cvae_sdk.atomic import atomic_path
 from cvae_sdk.data import LabeledImages, open_dataset
-from cvae_sdk.evaluate import CLASSIFIER_KEY, dataset_fingerprint
 from cvae_sdk.progress import progress_bar
+from cvae_sdk.quality import CLASSIFIER_KEY, dataset_fingerprint
 
 from .onnx_export import export_module
 from .splits import split_validation

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cvae_sdk.data import LabeledImages
-from cvae_sdk.evaluate import EvalClassifier, frechet_distance
+from cvae_sdk.quality import EvalClassifier, frechet_distance
 
 CONTRASTS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0)
 MIN_CONTRAST, MAX_CONTRAST = 0.25, 8.0  # what export --contrast accepts

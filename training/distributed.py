@@ -106,7 +106,7 @@ def launch(backend: str, config: TrainConfig, *, nproc: int, resume: bool, progr
     if under_torchrun():
         raise ValueError("already running under torchrun, which sets the process count; drop --nproc")
     if backend == "torch":  # fail here, in one process, on what every worker would fail on
-        from .trainer import preflight
+        from .preflight import preflight
 
         preflight(config, resume)
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),

@@ -32,10 +32,10 @@ from cvae_sdk.artifact import (
 )
 from cvae_sdk.atomic import atomic_path, writable_folder
 from cvae_sdk.checks import check_temperature
-from cvae_sdk.contract import graph_problems
 from cvae_sdk.data import open_dataset
-from cvae_sdk.evaluate import EvalClassifier, run_classifier_path
-from cvae_sdk.sampling import prior_latents
+from cvae_sdk.latents import prior_latents
+from cvae_sdk.quality import EvalClassifier, run_classifier_path
+from cvae_sdk.validate import graph_problems
 
 from .calibrate import SAMPLES_PER_CLASS, Calibration, calibrate_temperatures, calibration_key
 from .checkpoint import load_checkpoint, resolve_checkpoint

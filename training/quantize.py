@@ -24,10 +24,10 @@ import numpy as np
 
 from cvae_sdk.artifact import INPUT_Y, INPUT_Z, read_metadata, write_metadata
 from cvae_sdk.atomic import atomic_path
-from cvae_sdk.evaluate import EvalClassifier
 from cvae_sdk.generator import Generator, Variant
 from cvae_sdk.labels import request_labels
-from cvae_sdk.sampling import prior_latents, request_key
+from cvae_sdk.latents import prior_latents, request_key
+from cvae_sdk.quality import EvalClassifier
 
 from .export import ExportCheckError
 

@@ -9,104 +9,40 @@ runs data-parallel on DDP (see :mod:`cvae_sdk_training.distributed`): ``batch_si
 from __future__ import annotations
 
 import gc
-import json
 import math
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from cvae_sdk.atomic import atomic_path
 from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
-from cvae_sdk.data import Dataset, LabeledImages, open_dataset
-from cvae_sdk.evaluate import EvalClassifier, default_classifier, run_classifier_path
+from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
+from cvae_sdk.quality import EvalClassifier
 
 from .adversarial import AdversarialPhase, diversity
 from .aggregate import fit_aggregate_prior
 from .augment import draw_shifts, shift_images
-from .board import Board, check_installed
+from .board import Board
 from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
-from .classifier import train_run_classifier
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
+from .history import alarm_from, alarms, append_metric, read_metrics, summary_line, write_metrics
 from .model import CVAE, ModelConfig
+from .preflight import guard_classifier, preflight, smallest_class
 from .splits import split_validation
 
-METRICS_FILE = "metrics.jsonl"
 EVAL_BATCH = 1024
 LABEL_CHECK_PER_CLASS = 100
 SAMPLE_GRID = "samples.png"      # the run folder's picture of what the model draws now, redrawn every epoch
 SAMPLE_GRID_COLUMNS, SAMPLE_GRID_ROWS = 8, 20  # samples per class, and at most this many classes shown
-IGNORED_LABEL_FIDELITY = 0.5  # below this, samples of different labels are hard to tell apart
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this counts as active
-WARMUP_BEFORE_ALARMS = 3      # epochs before the collapse and ignored-label warnings may fire
-ALARM_PHASE = 0.25            # and the share of the planned epochs a run may spend still learning to use its labels
-MIN_IMAGES_PER_CLASS = 10     # fewer cannot fit a class's prior, nor say anything about its samples
-MIN_SIDE = 4                  # the conv encoder and the evaluation classifier halve the image twice
-MAX_SIDE = 128                # the conv decoder paints a (H/4, W/4) map from one dense layer: 33.5M weights at 128
-
-
-def guard_classifier(config: TrainConfig, dataset: Dataset, train_split: LabeledImages,
-                     val_split: LabeledImages, run_dir: Path) -> EvalClassifier:
-    """The classifier that watches label fidelity, kept in the run as ``classifier.onnx`` for export.
-
-    ``--classifier``, else the shipped one if it was trained on this data, else (or on resume) the
-    one this run fitted on its own train split (under a minute on 2 cores).
-    """
-    kept = run_classifier_path(run_dir)
-    if not kept.is_file():
-        source = Path(config.classifier) if config.classifier is not None else _shipped_match(dataset)
-        if source is not None:
-            EvalClassifier.load(source)  # a readable classifier, before it is copied
-            with atomic_path(kept) as tmp:
-                tmp.write_bytes(source.read_bytes())
-        else:
-            train_run_classifier(train_split, val_split, list(dataset.class_names), kept, config.seed)
-    return EvalClassifier.load(kept)
-
-
-def _shipped_match(dataset: Dataset) -> Path | None:
-    try:
-        return default_classifier(dataset).path
-    except ValueError:
-        return None
-
-
-def check_trainable(dataset: Dataset) -> None:
-    """Refuse data a CVAE cannot be trained on, naming the limit, before any work."""
-    _, h, w = dataset.train.image_shape
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"images are {h}x{w} pixels; cvae-sdk needs at least {MIN_SIDE}x{MIN_SIDE} (its conv "
-                         "encoder and evaluation classifier halve the image twice). Resize or pad the images")
-    if max(h, w) > MAX_SIDE:
-        raise ValueError(f"images are {h}x{w} pixels; cvae-sdk trains on at most {MAX_SIDE}x{MAX_SIDE} (its decoder "
-                         "paints a quarter-size map from one dense layer, whose weights grow with the image's area). "
-                         f"Resize the images to {MAX_SIDE} pixels a side or less, e.g. 64x64")
-    counts = np.bincount(dataset.train.labels, minlength=dataset.num_classes)
-    empty = [dataset.class_names[k] for k in np.flatnonzero(counts == 0)]
-    if empty:
-        raise ValueError(f"class(es) {empty[:10]} have no training images (labels must be 0..K-1 with every "
-                         f"class present; {len(empty)} of {dataset.num_classes} ids are unused). Relabel to "
-                         "consecutive ids, or drop those class_names")
-    few = {dataset.class_names[k]: int(counts[k]) for k in np.flatnonzero(counts < MIN_IMAGES_PER_CLASS)}
-    if few:
-        raise ValueError(f"class(es) with fewer than {MIN_IMAGES_PER_CLASS} training images: {few}; every class "
-                         f"needs at least {MIN_IMAGES_PER_CLASS} to fit its prior and check its samples")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int) -> CVAE:
@@ -119,37 +55,6 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         return CVAE(model_cfg)
-
-
-def preflight(config: TrainConfig, resume: bool
-              ) -> tuple[TrainConfig, dict[str, Any] | None, Dataset, torch.device]:
-    """The checks that fail before any work: the run folder, the checkpoint to resume, the data, the device."""
-    run_dir = Path(config.out)
-    state = None
-    if resume:
-        state = load_checkpoint(run_dir / LAST)
-        saved = TrainConfig.from_dict(state["train_config"])
-        config = replace(saved, epochs=saved.epochs if config.epochs is None else config.epochs, device=config.device)
-    elif (run_dir / LAST).exists():
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-    device = resolve_device(config.device)
-    dataset = open_dataset(config.data, mirror=config.mirror)
-    check_trainable(dataset)
-    if config.tensorboard:
-        check_installed()
-    components = config.aggregate_components
-    if components is not None:  # an explicit count must fit every class (the planned one fits by construction)
-        smallest = _smallest_class(split_validation(dataset.train, config.val_fraction, config.seed)[0].labels,
-                                   dataset.num_classes)
-        if components > smallest:
-            raise ValueError(f"--aggregate-components {components} needs as many training images in every class; "
-                             f"the smallest class has {smallest} after the validation split. "
-                             f"Pass at most {smallest}")
-    return config, state, dataset, device
-
-
-def _smallest_class(labels: np.ndarray, num_classes: int) -> int:
-    return int(np.bincount(labels, minlength=num_classes).min())
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
@@ -237,9 +142,9 @@ class _Loop:
             self.generator.set_state(state["rng"])
             self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
             self.position = EpochPosition.from_state(state["partial"]) if state.get("partial") else None
-            self.history = [r for r in _read_metrics(run_dir) if r["epoch"] <= self.epoch]
+            self.history = [r for r in read_metrics(run_dir) if r["epoch"] <= self.epoch]
             if context.is_main:
-                _write_metrics(run_dir, self.history)  # drop lines a kill left past the checkpoint
+                write_metrics(run_dir, self.history)  # drop lines a kill left past the checkpoint
 
     def state(self, position: EpochPosition | None = None) -> dict[str, Any]:
         """The checkpoint: weights, optimiser, RNG, progress, configs, and the mid-epoch position if any."""
@@ -278,8 +183,7 @@ class _Loop:
         self.interrupted = True
 
     def alarm_from(self) -> int:
-        """The first epoch whose alarms are raised: a run is still learning during its first ALARM_PHASE."""
-        return max(WARMUP_BEFORE_ALARMS, math.ceil(ALARM_PHASE * self.total_epochs))
+        return alarm_from(self.total_epochs)
 
     def stale_epochs(self) -> int:
         """Epochs since the best validation ELBO (derived from the history, so resume keeps it)."""
@@ -318,7 +222,7 @@ class _Loop:
         raised = {kind for r in self.history for kind in r.get("alarms", {})}
         record["alarms"] = alarms(record, self.model.cfg.latent_dim) if self.epoch >= self.alarm_from() else {}
         self.history.append(record)
-        _append_metric(self.run_dir, record)
+        append_metric(self.run_dir, record)
         if self.board is not None:
             self.board.epoch(record, grid)
         for kind, message in record["alarms"].items():
@@ -331,7 +235,7 @@ class _Loop:
         save_checkpoint(self.state(), self.run_dir / LAST)
         if progress:
             left = (self.total_epochs - self.epoch) * float(np.mean([r["seconds"] for r in self.history]))
-            print(_summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
+            print(summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
                   file=sys.stderr, flush=True)
 
     def train_epoch(self, progress: bool) -> dict[str, Any]:
@@ -479,7 +383,7 @@ class _Loop:
     def finish(self) -> dict[str, Any]:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves; returns the checkpoint."""
         k = self.model.cfg.num_classes
-        components = self.config.planned_components(k, _smallest_class(self.data.y.cpu().numpy(), k))
+        components = self.config.planned_components(k, smallest_class(self.data.y.cpu().numpy(), k))
         best = load_checkpoint(self.run_dir / BEST)
         if components > 0 and "aggregate_prior" not in best:  # a resumed run may have fitted it already
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
@@ -504,64 +408,3 @@ class _Loop:
         self.draw_samples()
 
 
-def _summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool, left_s: float) -> str:
-    """One console line per epoch; the time left is for every planned epoch (early stopping may end sooner)."""
-    fidelity = record.get("label_fidelity")
-    left = f"  at most {_duration(left_s)} left" if record["epoch"] < total else ""
-    return (f"epoch {record['epoch']}/{total}  val ELBO {record['val_elbo']:.2f}  "
-            f"active units {record['active_units']}/{latent_dim}  label fidelity "
-            f"{'-' if fidelity is None else f'{fidelity:.3f}'}  {record['seconds']:.1f} s"
-            f"{'  (best so far)' if improved else ''}{left}")
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def alarms(record: dict[str, Any], latent_dim: int) -> dict[str, str]:
-    """What is wrong with a run at this epoch, by kind, each with one fix to try; empty when healthy.
-
-    The fixes never pull one setting two ways (a collapse asks for a lower β, so an ignored label
-    asks for a smaller latent, not a larger β)."""
-    epoch, found = record["epoch"], {}
-    if record["active_units"] == 0:
-        found["collapse"] = (f"posterior collapse at epoch {epoch}: no active latent units of {latent_dim}; "
-                             "lower --beta or add --warmup-epochs")
-    fidelity = record.get("label_fidelity")
-    if fidelity is None:
-        return found
-    if fidelity < IGNORED_LABEL_FIDELITY:
-        found["ignored_label"] = (f"the label is being ignored at epoch {epoch}: the classifier recognises the "
-                                  f"requested label in only {fidelity:.0%} of prior samples; try a smaller "
-                                  "--latent-dim, or more --epochs")
-    elif record["worst_class_fidelity"] < IGNORED_LABEL_FIDELITY * record["worst_class_real_accuracy"]:
-        found["class_not_drawn"] = (f"class {record['worst_class']!r} is not being drawn at epoch {epoch}: the "
-                                    f"classifier recognises it in only {record['worst_class_fidelity']:.0%} of its "
-                                    f"prior samples (and {record['worst_class_real_accuracy']:.0%} of its real "
-                                    f"images), most often seeing {record['worst_class_drawn_as']!r}; train longer, "
-                                    "or check that class's images and labels")
-    return found
-
-
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            break
-    return records
-
-
-def _write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    with atomic_path(run_dir / METRICS_FILE) as tmp:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-
-
-def _append_metric(run_dir: Path, record: dict[str, Any]) -> None:
-    with (run_dir / METRICS_FILE).open("a") as handle:
-        handle.write(json.dumps(record) + "\n")

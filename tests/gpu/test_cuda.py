@@ -126,7 +126,7 @@ def test_fp16_artifact_passes_its_fidelity_gate_on_the_gpu(tmp_path: Path,
     onnx = pytest.importorskip("onnx")
     from cvae_sdk_training.quantize import MAX_FIDELITY_DROP, _fp16, fidelity_gate
 
-    from cvae_sdk.evaluate import EvalClassifier
+    from cvae_sdk.quality import EvalClassifier
 
     fp16 = tmp_path / "mnist-cvae.fp16.onnx"
     onnx.save(_fp16(onnx.load(str(shipped_model_path()))), str(fp16))

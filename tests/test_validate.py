@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cvae_sdk import ArtifactError, Generator, shipped_model_path
-from cvae_sdk.contract import validate_artifact
+from cvae_sdk.validate import validate_artifact
 from cvae_sdk.wrap import wrap_decoder
 
 LATENT, CLASSES, SHAPE = 4, 3, (1, 12, 12)

@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from cvae_sdk import ArtifactError, Generator
-from cvae_sdk.sampler import SAMPLER_KEY, write_sampler
-from cvae_sdk.sampling import prior_noise, request_key
+from cvae_sdk.latents import prior_noise, request_key
+from cvae_sdk.sampler_graph import SAMPLER_KEY, write_sampler
 
 
 def test_the_sampler_graph_draws_what_generate_draws(tiny_model: Path, tmp_path: Path) -> None:
@@ -48,4 +48,4 @@ def test_the_shipped_mixture_picks_components_as_the_sdk_does(tmp_path: Path) ->
     temps = per_class[labels].astype(np.float32)
     feeds = {"labels": labels, "eps": eps.astype(np.float32), "u": u.astype(np.float32), "temperature": temps}
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["samples"], feeds)[0]
-    assert np.abs(got - want.samples).max() < 1e-3
+    assert np.abs(got - want.samples).max() < 1e-4
