@@ -8,16 +8,16 @@ from cvae_sdk import Generator, shipped_model_path
 
 # generate(range(10), 1, rng=0).samples[:, 0, 14, 12:16] of exported/mnist-cvae.onnx on CPU
 GOLDEN_ROW_14 = np.array([
-    [0.258767, 0.026647, 0.004286, 0.002948],
-    [0.968339, 0.993823, 0.993144, 0.994405],
-    [0.040380, 0.098078, 0.138723, 0.328934],
-    [0.979706, 0.978999, 0.984505, 0.973122],
-    [0.918543, 0.907706, 0.784996, 0.841081],
-    [0.922632, 0.910724, 0.903379, 0.927833],
-    [0.013607, 0.527859, 0.973170, 0.983997],
-    [0.270426, 0.231724, 0.380420, 0.718283],
-    [0.572507, 0.920020, 0.940147, 0.911236],
-    [0.000123, 0.000029, 0.000050, 0.000799],
+    [0.239099, 0.018746, 0.002490, 0.001649],
+    [0.977302, 0.996274, 0.995820, 0.996659],
+    [0.029742, 0.080126, 0.118310, 0.313392],
+    [0.986138, 0.985602, 0.989716, 0.981074],
+    [0.934928, 0.925155, 0.806046, 0.862109],
+    [0.938574, 0.927892, 0.921209, 0.943174],
+    [0.008908, 0.530638, 0.981112, 0.989342],
+    [0.251297, 0.211074, 0.368992, 0.736830],
+    [0.579640, 0.936248, 0.953892, 0.928355],
+    [0.000050, 0.000010, 0.000018, 0.000392],
 ], dtype=np.float32)
 GOLDEN_LATENT_0 = np.array([1.169577, 1.397575, 0.305613, -0.007773], dtype=np.float32)
 
@@ -33,6 +33,7 @@ def test_shipped_model_is_small_and_self_describing() -> None:
     # the defaults made it: per-digit temperatures from export's calibration, the sub-pixel decoder
     assert cfg.class_temperatures == (1.0, 1.0, 0.85, 0.85, 1.0, 0.85, 1.0, 0.85, 0.75, 0.9)
     assert cfg.model_config["arch"] == "conv" and cfg.model_config["upsample"] == "subpixel"
+    assert cfg.output_contrast == 1.1  # chosen at export
     assert cfg.train_config["seed"] == 0 and cfg.train_config["epochs"] is None and cfg.train_config["beta"] == 0.25
 
 
