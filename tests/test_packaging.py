@@ -89,3 +89,15 @@ def test_every_runtime_package_is_in_the_wheel() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "cvae_sdk").rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_the_dev_extra_installs_what_the_served_and_benched_features_need() -> None:
+    """README's test command installs [cpu,train,dev]: dev must bring every requirement of [serve] and [bench]."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    assert names(extras["serve"] + extras["bench"]) - names(extras["dev"] + extras["train"]) == set()
