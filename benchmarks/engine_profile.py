@@ -9,7 +9,8 @@ execution provider against its CPU provider (run it with the ``onnxruntime-openv
 which replaces ``onnxruntime`` and so lives in a virtual environment of its own).
 
     python benchmarks/engine_profile.py --out benchmarks/results/engine_profile.json
-    /tmp/ovep/bin/python benchmarks/engine_profile.py --execution-provider --out benchmarks/results/openvino_ep.json
+    PYTHONPATH=. /tmp/ovep/bin/python benchmarks/engine_profile.py --execution-provider \
+        --out benchmarks/results/openvino_ep.json   # a venv with onnxruntime-openvino and numpy
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cvae_sdk.bench import machine, time_calls
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"fp32": ROOT / "exported" / "mnist-cvae.onnx", "int8": ROOT / "exported" / "mnist-cvae.int8.onnx"}
@@ -38,17 +39,9 @@ def feeds(rows: int) -> dict[str, np.ndarray]:
             "y": np.eye(10, dtype=np.float32)[np.arange(rows) % 10]}
 
 
-def rate(call: Callable[[], object], rows: int, min_seconds: float = 1.0) -> float:
-    """Rows per second of the median call, after three warm-up calls."""
-    for _ in range(3):
-        call()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - started < min_seconds:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return rows / statistics.median(times)
+def rate(call: Callable[[], object], rows: int) -> float:
+    """Rows per second of the median call, timed as the bench times its engines."""
+    return rows / statistics.median(time_calls(call, min_seconds=1.0, max_calls=1000, warmup=3))
 
 
 def onnxruntime_ops(path: Path, rows: int) -> dict[str, Any]:
@@ -134,9 +127,7 @@ def main() -> None:
     args = parser.parse_args()
     report = (execution_provider(args.batch or [1, 256, 4096]) if args.execution_provider
               else profiles(args.batch or [256, 4096]))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
-    report["machine"] = {"cpu": cpu, "python": platform.python_version()}
+    report["machine"] = machine()
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     for row in report["rows"]:
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}))

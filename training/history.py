@@ -24,14 +24,14 @@ def alarm_from(total_epochs: int) -> int:
 def summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool, left_s: float) -> str:
     """One console line per epoch; the time left is for every planned epoch (early stopping may end sooner)."""
     fidelity = record.get("label_fidelity")
-    left = f"  at most {duration(left_s)} left" if record["epoch"] < total else ""
+    left = f"  at most {_duration(left_s)} left" if record["epoch"] < total else ""
     return (f"epoch {record['epoch']}/{total}  val ELBO {record['val_elbo']:.2f}  "
             f"active units {record['active_units']}/{latent_dim}  label fidelity "
             f"{'-' if fidelity is None else f'{fidelity:.3f}'}  {record['seconds']:.1f} s"
             f"{'  (best so far)' if improved else ''}{left}")
 
 
-def duration(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 

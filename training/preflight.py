@@ -109,5 +109,6 @@ def preflight(config: TrainConfig, resume: bool
 
 
 def smallest_class(labels: np.ndarray, num_classes: int) -> int:
+    """Images in the smallest of ``num_classes`` classes."""
     return int(np.bincount(labels, minlength=num_classes).min())
 

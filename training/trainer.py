@@ -182,9 +182,6 @@ class _Loop:
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.interrupted = True
 
-    def alarm_from(self) -> int:
-        return alarm_from(self.total_epochs)
-
     def stale_epochs(self) -> int:
         """Epochs since the best validation ELBO (derived from the history, so resume keeps it)."""
         if not self.history:
@@ -220,7 +217,8 @@ class _Loop:
         record.update(self.label_check())
         grid = self.draw_samples()
         raised = {kind for r in self.history for kind in r.get("alarms", {})}
-        record["alarms"] = alarms(record, self.model.cfg.latent_dim) if self.epoch >= self.alarm_from() else {}
+        raising = self.epoch >= alarm_from(self.total_epochs)
+        record["alarms"] = alarms(record, self.model.cfg.latent_dim) if raising else {}
         self.history.append(record)
         append_metric(self.run_dir, record)
         if self.board is not None:
