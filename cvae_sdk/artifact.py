@@ -13,6 +13,8 @@ mixture, so onnxruntime and numpy alone can draw z and sample.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import math
@@ -22,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2  # 2 adds class_temperatures; version 1 files read as before
+FORMAT_VERSION = 3  # 2 adds class_temperatures, 3 diagonal priors (scale_diag); older files read as before
 METADATA_KEY = "cvae_sdk"
+PACKED_DTYPE = np.dtype("<f2")  # a diagonal prior's means and scales, packed (see pack())
 INPUT_Z, INPUT_Y, OUTPUT = "z", "y", "samples"
 KeyTypes = dict[str, type | tuple[type, ...]]
 REQUIRED_KEYS: KeyTypes = {"format_version": int, "num_classes": int, "class_names": list, "latent_dim": int,
@@ -35,16 +38,26 @@ OPTIONAL_KEYS: KeyTypes = {"train_config": dict, "model_config": dict, "metrics"
 
 @dataclass(frozen=True, eq=False)
 class Prior:
-    """p(z|y) as a mixture of M full-covariance Gaussians per label."""
+    """p(z|y) as a mixture of M Gaussians per label: full-covariance, or diagonal (``scales`` (K, M, D)).
+
+    A diagonal mixture is what the aggregate posterior itself is (one Gaussian per training image, the
+    encoder's q(z|x,y)); it is stored and sampled without the (D, D) matrices, so it can hold thousands
+    of components per label.
+    """
 
     weights: np.ndarray     # (K, M), rows sum to 1
     means: np.ndarray       # (K, M, D)
-    scale_tril: np.ndarray  # (K, M, D, D), lower-triangular, positive diagonal
+    scales: np.ndarray      # (K, M, D, D) lower-triangular with a positive diagonal, or (K, M, D) positive
     source: str = "learned"
 
     @property
     def num_components(self) -> int:
         return int(self.weights.shape[1])
+
+    @property
+    def diagonal(self) -> bool:
+        """Whether ``scales`` holds standard deviations (K, M, D) rather than Cholesky factors (K, M, D, D)."""
+        return self.scales.ndim == 3
 
     @functools.cached_property
     def cdf(self) -> np.ndarray:
@@ -53,8 +66,38 @@ class Prior:
         return cdf
 
     def to_json(self) -> dict[str, Any]:
+        if self.diagonal:  # thousands of codes: packed binary (PACKED_DTYPE), see pack()
+            return {"type": "gaussian_mixture", "source": self.source, "weights": self.weights.tolist(),
+                    "means": pack(self.means), "scale_diag": pack(self.scales)}
         return {"type": "gaussian_mixture", "source": self.source, "weights": self.weights.tolist(),
-                "means": self.means.tolist(), "scale_tril": self.scale_tril.tolist()}
+                "means": self.means.tolist(), "scale_tril": self.scales.tolist()}
+
+
+def pack(array: np.ndarray) -> dict[str, Any]:
+    """``array`` as ``{"dtype": "float16", "shape": [...], "base64": ...}``: its values as little-endian
+    float16, base64-encoded. A diagonal prior's means and scales are stored so (a tenth of their decimal
+    text); :func:`stored` gives the values a packed array reads back as."""
+    data = np.ascontiguousarray(array, dtype=PACKED_DTYPE).tobytes()
+    return {"dtype": "float16", "shape": list(array.shape), "base64": base64.b64encode(data).decode("ascii")}
+
+
+def stored(array: np.ndarray) -> np.ndarray:
+    """``array`` (float64) at the precision :func:`pack` keeps: what the artifact will sample with."""
+    return np.asarray(array, dtype=PACKED_DTYPE).astype(np.float64)
+
+
+def _unpack(doc: Any, name: str, where: str) -> np.ndarray:
+    """A packed array (see :func:`pack`), or a nested list, as float64."""
+    if not isinstance(doc, dict):
+        return np.asarray(doc, dtype=np.float64)
+    try:
+        shape = tuple(int(n) for n in doc["shape"])
+        data = base64.b64decode(doc["base64"], validate=True)
+        if doc["dtype"] != "float16":
+            raise ValueError(f"dtype must be float16, got {doc['dtype']!r}")
+        return np.frombuffer(data, dtype=PACKED_DTYPE).reshape(shape).astype(np.float64)
+    except (KeyError, ValueError, TypeError, binascii.Error) as err:
+        raise ArtifactError(f"{where}: prior {name} is not a packed float16 array ({err})") from err
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,14 +217,17 @@ def _check_types(doc: dict[str, Any], where: str) -> None:
 def _parse_prior(prior: dict[str, Any], k: int, d: int, where: str) -> Prior:
     if prior.get("type") != "gaussian_mixture":
         raise ArtifactError(f"{where}: prior type must be 'gaussian_mixture', got {prior.get('type')!r}")
+    scale_key = "scale_diag" if "scale_diag" in prior else "scale_tril"
     try:
         weights = np.asarray(prior["weights"], dtype=np.float64)
-        means = np.asarray(prior["means"], dtype=np.float64)
-        tril = np.asarray(prior["scale_tril"], dtype=np.float64)
+        means = _unpack(prior["means"], "means", where)
+        scales = _unpack(prior[scale_key], scale_key, where)
     except (KeyError, ValueError, TypeError) as err:
-        raise ArtifactError(f"{where}: prior needs numeric weights, means and scale_tril ({err})") from err
+        raise ArtifactError(f"{where}: prior needs numeric weights, means and scale_tril or scale_diag "
+                            f"({err})") from err
     m = weights.shape[1] if weights.ndim == 2 else -1
-    expected = {"weights": ((k, m), weights), "means": ((k, m, d), means), "scale_tril": ((k, m, d, d), tril)}
+    scale_shape = (k, m, d) if scale_key == "scale_diag" else (k, m, d, d)
+    expected = {"weights": ((k, m), weights), "means": ((k, m, d), means), scale_key: (scale_shape, scales)}
     for name, (shape, array) in expected.items():
         if m < 1 or array.shape != shape:
             raise ArtifactError(f"{where}: prior {name} has shape {array.shape}, expected {shape} "
@@ -190,10 +236,14 @@ def _parse_prior(prior: dict[str, Any], k: int, d: int, where: str) -> Prior:
             raise ArtifactError(f"{where}: prior {name} holds NaN or inf")
     if (weights < 0).any() or not np.allclose(weights.sum(1), 1.0, atol=1e-6):
         raise ArtifactError(f"{where}: prior weights must be >= 0 and sum to 1 per class")
-    diag = np.diagonal(tril, axis1=-2, axis2=-1)
-    if (diag <= 0).any() or np.abs(np.triu(tril, 1)).max(initial=0.0) > 0:
-        raise ArtifactError(f"{where}: prior scale_tril must be lower-triangular with a positive diagonal")
-    return Prior(weights, means, tril, str(prior.get("source", "unknown")))
+    if scale_key == "scale_diag":
+        if (scales <= 0).any():
+            raise ArtifactError(f"{where}: prior scale_diag must be positive")
+    else:
+        diag = np.diagonal(scales, axis1=-2, axis2=-1)
+        if (diag <= 0).any() or np.abs(np.triu(scales, 1)).max(initial=0.0) > 0:
+            raise ArtifactError(f"{where}: prior scale_tril must be lower-triangular with a positive diagonal")
+    return Prior(weights, means, scales, str(prior.get("source", "unknown")))
 
 
 def variant_path(fp32: Path, variant: str) -> Path:

@@ -48,11 +48,11 @@ ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS, ADVERSARIAL_CHANNELS = 30_000, 10, (
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
 LIKELIHOODS = {1: "bernoulli", 3: "gaussian"}
-# Gaussians per label in the aggregate-posterior prior when --aggregate-components is not given: the
-# more, the closer samples stay to where the encoder put real codes (fewer decodes from holes between
-# them), which matters most for small classes; COMPONENT_BUDGET over all labels bounds the artifact's
-# metadata (K*M full covariances) and the fit's time.
-MIN_COMPONENTS, MAX_COMPONENTS, COMPONENT_BUDGET = 10, 128, 1280
+# The prior when --aggregate-components is not given: the aggregate posterior itself, one diagonal Gaussian
+# per training image (training/aggregate.py). Fitted mixtures of 10 to 128 Gaussians per label drew
+# blurrier, less faithful samples, the fewer the worse (benchmarks/quality.md). CODE_BUDGET bounds the
+# artifact's metadata (2 x D numbers per code): beyond it each label keeps a random share of its images.
+CODE_BUDGET = 32768
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,7 +87,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     mirror: str | None = None
-    aggregate_components: int | None = None  # None: sized from the labels (planned_components)
+    aggregate_components: int | None = None  # None: one Gaussian per training image (CODE_BUDGET); M: M fitted
     binarize: bool = False
     augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
@@ -144,14 +144,6 @@ class TrainConfig:
         if channels not in ADVERSARIAL_CHANNELS:
             return 0
         return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET / max(1, train_images))))
-
-    def planned_components(self, num_classes: int, smallest_class: int) -> int:
-        """--aggregate-components, or COMPONENT_BUDGET shared by the labels, within [MIN_, MAX_COMPONENTS]
-        and at most the training images of the smallest class (each component starts at one of them)."""
-        if self.aggregate_components is not None:
-            return self.aggregate_components
-        shared = max(MIN_COMPONENTS, min(MAX_COMPONENTS, COMPONENT_BUDGET // max(1, num_classes)))
-        return min(shared, smallest_class)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -113,8 +113,8 @@ def train(
                              ] = _D.warmup_epochs,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
     aggregate_components: Annotated[int | None, typer.Option(
-        help="Gaussians per label fitted to the aggregate posterior after training (0: off; default: "
-             "1,280 shared by the labels, 10 to 128 each).")
+        help="Gaussians per label fitted to the aggregate posterior after training (0: off; default: the "
+             "aggregate posterior itself, one Gaussian per training image, at most 32,768 in all).")
     ] = _D.aggregate_components,
     adversarial_epochs: Annotated[int | None, typer.Option(
         help="Epochs of the adversarial phase after ELBO training, which fine-tunes the decoder against a "
@@ -199,6 +199,9 @@ def export(
     else:
         summary["temperature"] = config.default_temperature
     summary["output_contrast"] = config.output_contrast
+    summary["prior_components"] = int((config.prior.weights > 0).sum())
+    if "prior_codes_dropped" in config.metrics:  # codes the run's classifier misread, out of the prior
+        summary["prior_codes_dropped"] = config.metrics["prior_codes_dropped"]
     refused = []
     for variant in variants:  # a variant that fails its gate is not written; the float32 artifact stays
         target = variant_path(path, variant)

@@ -150,8 +150,9 @@ def transform(prior: Prior, labels: np.ndarray, eps: np.ndarray, u: np.ndarray |
     """
     comp = np.zeros(labels.shape[0], dtype=np.int64) if u is None else _components(prior, labels, u)  # (N,)
     mean = prior.means[labels, comp]                                           # (N, D)
-    tril = prior.scale_tril[labels, comp]                                      # (N, D, D)
-    z: np.ndarray = mean + temperature * np.matmul(tril, eps[:, :, None])[:, :, 0]
+    scales = prior.scales[labels, comp]                                        # (N, D) or (N, D, D)
+    spread = scales * eps if prior.diagonal else np.matmul(scales, eps[:, :, None])[:, :, 0]  # (N, D)
+    z: np.ndarray = mean + temperature * spread
     return z.astype(np.float32)
 
 

@@ -80,6 +80,13 @@ class EvalClassifier:
         overall = self.meta.get("test_accuracy", self.meta.get("val_accuracy", 1.0))
         return np.full(num_classes, float(overall))
 
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """Class logits (N, K) for images (N, C, H, W)."""
+        out = [self.session.run(["logits"], {"images": np.ascontiguousarray(images[start:start + BATCH],
+                                                                          dtype=np.float32)})[0]
+               for start in range(0, images.shape[0], BATCH)]
+        return np.concatenate(out).astype(np.float64)
+
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted labels (N,) and penultimate features (N, F) for images (N, C, H, W)."""
         preds, feats = [], []

@@ -6,6 +6,7 @@ in front of the decoder, as ONNX operators over the artifact's own mixture param
     labels int64 (N,), eps float32 (N, D) ~ N(0, I), u float32 (N,) ~ U[0, 1), temperature float32 (N,)
       -> component  = min(#{m : u >= cdf[label, m]}, M - 1)
       -> z          = means[label, component] + temperature * scale_tril[label, component] @ eps
+                      (or scale_diag[label, component] * eps for a diagonal mixture)
       -> samples    = decoder(z, one_hot(label))                      float32 (N, C, H, W)
 
 the transform ``cvae_sdk.latents`` applies in numpy (in float32 here, so samples agree with
@@ -51,12 +52,14 @@ def build_sampler(artifact: str | Path) -> Any:
 
     const("prior_cdf", prior.cdf.astype(np.float32))                                  # (K, M)
     const("prior_means", prior.means.reshape(k * m, d).astype(np.float32))           # (K*M, D)
-    const("prior_tril", prior.scale_tril.reshape(k * m, d, d).astype(np.float32))    # (K*M, D, D)
+    scale_shape = (k * m, d) if prior.diagonal else (k * m, d, d)
+    const("prior_scales", prior.scales.reshape(scale_shape).astype(np.float32))    # (K*M, D) or (K*M, D, D)
     const("prior_eye", np.eye(k, dtype=np.float32))                                   # (K, K)
     const("prior_m", np.array(m, dtype=np.int64))
     const("prior_last", np.array(m - 1, dtype=np.int64))
     const("axis_1", np.array([1], dtype=np.int64))
-    const("axis_2", np.array([2], dtype=np.int64))
+    if not prior.diagonal:
+        const("axis_2", np.array([2], dtype=np.int64))
     prior_nodes = [
         helper.make_node("Gather", ["prior_cdf", LABELS], ["cdf_rows"], axis=0),            # (N, M)
         helper.make_node("Unsqueeze", [UNIFORM, "axis_1"], ["u_col"]),                      # (N, 1)
@@ -67,10 +70,8 @@ def build_sampler(artifact: str | Path) -> Any:
         helper.make_node("Mul", [LABELS, "prior_m"], ["label_base"]),
         helper.make_node("Add", ["label_base", "component"], ["row"]),                      # (N,) into K*M
         helper.make_node("Gather", ["prior_means", "row"], ["mean"], axis=0),               # (N, D)
-        helper.make_node("Gather", ["prior_tril", "row"], ["tril"], axis=0),                # (N, D, D)
-        helper.make_node("Unsqueeze", [EPS, "axis_2"], ["eps_col"]),                        # (N, D, 1)
-        helper.make_node("MatMul", ["tril", "eps_col"], ["spread_col"]),                    # (N, D, 1)
-        helper.make_node("Squeeze", ["spread_col", "axis_2"], ["spread"]),                  # (N, D)
+        helper.make_node("Gather", ["prior_scales", "row"], ["scales"], axis=0),            # (N, D) or (N, D, D)
+        *spread_nodes(prior.diagonal),                                                      # -> spread (N, D)
         helper.make_node("Unsqueeze", [TEMPERATURE, "axis_1"], ["temperature_col"]),        # (N, 1)
         helper.make_node("Mul", ["spread", "temperature_col"], ["scaled"]),
         helper.make_node("Add", ["mean", "scaled"], ["prior_z"]),                           # (N, D)
@@ -89,6 +90,18 @@ def build_sampler(artifact: str | Path) -> Any:
     entry.key = SAMPLER_KEY  # the config travels with the graph, but the file is no artifact
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def spread_nodes(diagonal: bool) -> list[Any]:
+    """The nodes from ``scales`` (a row's scale: (N, D) standard deviations, or (N, D, D) Cholesky factors) and
+    ``eps`` (N, D) to ``spread`` (N, D): an elementwise product, or a batched matrix product."""
+    from onnx import helper
+
+    if diagonal:
+        return [helper.make_node("Mul", ["scales", EPS], ["spread"])]                      # (N, D)
+    return [helper.make_node("Unsqueeze", [EPS, "axis_2"], ["eps_col"]),                    # (N, D, 1)
+            helper.make_node("MatMul", ["scales", "eps_col"], ["spread_col"]),              # (N, D, 1)
+            helper.make_node("Squeeze", ["spread_col", "axis_2"], ["spread"])]              # (N, D)
 
 
 def write_sampler(artifact: str | Path, out: str | Path) -> Path:

@@ -187,3 +187,25 @@ def test_likelihood_of_a_gaussian_run_says_which_and_is_a_bound(tiny_npz: Path, 
     report = likelihood_report(tmp_path / "run", test, k=20, limit=20, binarized=False, seed=0, progress=False)
     assert "Gaussian likelihood" in report["data"]
     assert report["training_prior"]["nll"] <= -report["training_prior"]["elbo"] + 1e-6
+
+
+def test_a_prior_of_codes_scores_as_its_full_covariance_mixture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """log p(z|y) of a diagonal mixture (one Gaussian per training image) by matrix products, chunked: the
+    same as torch's MultivariateNormal mixture of the same Gaussians."""
+    import torch
+    from cvae_sdk_training import likelihood
+    from cvae_sdk_training.likelihood import prior_log_prob
+
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.rand((3, 7), generator=gen, dtype=torch.float64)
+    weights[0, 5:] = 0.0                                                     # padding codes of a smaller class
+    weights /= weights.sum(1, keepdim=True)
+    means = torch.randn((3, 7, 4), generator=gen, dtype=torch.float64)
+    scales = torch.rand((3, 7, 4), generator=gen, dtype=torch.float64) + 0.1
+    z, y = torch.randn((5, 6, 4), generator=gen), torch.tensor([0, 1, 2, 0, 1, 2])  # (S, B, D), (B,)
+    codes = {"weights": weights, "means": means, "scale_diag": scales}
+    full = {"weights": weights, "means": means, "scale_tril": torch.diag_embed(scales)}
+    want = prior_log_prob(None, full, z, y)  # type: ignore[arg-type]
+    torch.testing.assert_close(prior_log_prob(None, codes, z, y), want)  # type: ignore[arg-type]
+    monkeypatch.setattr(likelihood, "MIXTURE_TERMS", 5 * 7)  # chunks of one image of B
+    torch.testing.assert_close(prior_log_prob(None, codes, z, y), want)  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from cvae_sdk_training.export import ExportCheckError, GenerativePath, export_ge
 from cvae_sdk_training.onnx_export import OPSET
 
 from cvae_sdk.artifact import METADATA_KEY, parse_metadata
-from cvae_sdk.backends import MAX_COMPONENTS
 
 
 def test_file_passes_full_check_and_is_self_contained(tiny_model: Path) -> None:
@@ -65,8 +64,10 @@ def test_metadata_round_trip(tiny_run: Path, tiny_model: Path) -> None:
     doc = json.loads(props[METADATA_KEY])
     assert config.num_classes == 3 and config.class_names == ("top", "middle", "bottom")
     assert config.latent_dim == 4 and config.sample_shape == (1, 12, 12)
-    # 90 images a class, 87 of the smallest after the validation split: one Gaussian per image at most
-    assert config.prior.source == "aggregate" and config.prior.means.shape == (3, min(87, MAX_COMPONENTS), 4)
+    # one diagonal Gaussian per training image of the largest class (the others padded at weight 0)
+    assert config.prior.source == "aggregate" and config.prior.diagonal
+    assert config.prior.scales.shape == config.prior.means.shape and config.prior.means.shape[::2] == (3, 4)
+    assert config.format_version == 3 and set(doc["prior"]) >= {"means", "scale_diag"}
     assert doc["train_config"]["latent_dim"] == 4 and doc["model_config"]["arch"] == "conv"
     assert {"torch", "onnx", "cvae-sdk"} <= set(doc["versions"])
     assert len(doc["weights_sha256"]) == 64

@@ -37,7 +37,7 @@ def test_the_sampler_graph_draws_what_generate_draws(tiny_model: Path, tmp_path:
 
 
 def test_the_shipped_mixture_picks_components_as_the_sdk_does(tmp_path: Path) -> None:
-    """The shipped prior has 64 components per digit: the graph's component choice must match."""
+    """The shipped prior has thousands of codes per digit: the graph's component choice must match."""
     gen = Generator.from_pretrained(providers=["CPUExecutionProvider"])
     path = write_sampler(gen.model_path, tmp_path / "s.onnx")
     labels = np.arange(200, dtype=np.int64) % 10

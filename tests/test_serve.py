@@ -384,6 +384,9 @@ def test_metrics_sum_over_workers(tiny_model: Path) -> None:
         for seed in range(6):  # spread over the workers by the kernel, connection by connection
             assert request(served, "POST", "/v1/generate", {"labels": [0, 1], "seed": seed})[0] == 200
         ok = ("cvae_requests_total", (("route", "/v1/generate"), ("status", "200")))
+        deadline = time.monotonic() + 10  # a request is counted once its answer has gone out, just after the client
+        while _scrape(served)[ok] < 6 and time.monotonic() < deadline:  # has it
+            time.sleep(0.05)
         counts = [(_scrape(served)[ok], _scrape(served)[("cvae_samples_served_total", ())]) for _ in range(4)]
         assert counts == [(6, 12)] * 4  # whichever worker answers the scrape
     finally:

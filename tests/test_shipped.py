@@ -8,18 +8,18 @@ from cvae_sdk import Generator, shipped_model_path
 
 # generate(range(10), 1, rng=0).samples[:, 0, 14, 12:16] of exported/mnist-cvae.onnx on CPU
 GOLDEN_ROW_14 = np.array([
-    [0.239099, 0.018746, 0.002490, 0.001649],
-    [0.977302, 0.996274, 0.995820, 0.996659],
-    [0.029742, 0.080126, 0.118310, 0.313392],
-    [0.986138, 0.985602, 0.989716, 0.981074],
-    [0.934928, 0.925155, 0.806046, 0.862109],
-    [0.938574, 0.927892, 0.921209, 0.943174],
-    [0.008908, 0.530638, 0.981112, 0.989342],
-    [0.251297, 0.211074, 0.368992, 0.736830],
-    [0.579640, 0.936248, 0.953892, 0.928355],
-    [0.000050, 0.000010, 0.000018, 0.000392],
+    [0.000125, 0.000002, 0.000000, 0.000003],
+    [0.646319, 0.991688, 0.987071, 0.761699],
+    [0.542059, 0.212811, 0.170199, 0.604863],
+    [0.000859, 0.008098, 0.097469, 0.550854],
+    [0.989747, 0.979768, 0.972490, 0.970796],
+    [0.703293, 0.142431, 0.002905, 0.000048],
+    [0.876554, 0.697736, 0.706559, 0.696717],
+    [0.076019, 0.003702, 0.017055, 0.499970],
+    [0.000848, 0.000091, 0.001039, 0.017207],
+    [0.520304, 0.599581, 0.826169, 0.964389],
 ], dtype=np.float32)
-GOLDEN_LATENT_0 = np.array([1.169577, 1.397575, 0.305613, -0.007773], dtype=np.float32)
+GOLDEN_LATENT_0 = np.array([0.592683, 0.499006, 0.117457, 1.263537], dtype=np.float32)
 
 
 def test_shipped_model_is_small_and_self_describing() -> None:
@@ -29,11 +29,12 @@ def test_shipped_model_is_small_and_self_describing() -> None:
     cfg = gen.config
     assert cfg.num_classes == 10 and cfg.class_names == tuple(str(i) for i in range(10))
     assert cfg.sample_shape == (1, 28, 28) and cfg.latent_dim == 16
-    assert cfg.prior.source == "aggregate" and cfg.prior.num_components == 64
-    # the defaults made it: per-digit temperatures from export's calibration, the sub-pixel decoder
-    assert cfg.class_temperatures == (1.0, 1.0, 0.85, 0.85, 1.0, 0.85, 1.0, 0.85, 0.75, 0.9)
+    # the defaults made it: a prior of the training images' codes (21,911 less the 91 export dropped), per-digit
+    # temperatures from export's calibration, the sub-pixel decoder
+    assert cfg.prior.source == "aggregate" and cfg.prior.diagonal and int((cfg.prior.weights > 0).sum()) == 21_820
+    assert cfg.class_temperatures == (2.0, 2.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.0)
     assert cfg.model_config["arch"] == "conv" and cfg.model_config["upsample"] == "subpixel"
-    assert cfg.output_contrast == 1.1  # chosen at export
+    assert cfg.output_contrast == 1.2  # chosen at export
     assert cfg.train_config["seed"] == 0 and cfg.train_config["epochs"] is None and cfg.train_config["beta"] == 0.25
 
 
@@ -46,7 +47,7 @@ def test_shipped_int8_variant_draws_the_same_digits() -> None:
     fp32, int8 = Generator.from_pretrained(providers=cpu), Generator.from_pretrained(variant="int8", providers=cpu)
     assert int8.model_path == shipped_model_path().with_name("mnist-cvae.int8.onnx")
     assert int8.config.quantization == "int8-static"
-    np.testing.assert_array_equal(int8.config.prior.scale_tril, fp32.config.prior.scale_tril)
+    np.testing.assert_array_equal(int8.config.prior.scales, fp32.config.prior.scales)
     assert int8.config.class_temperatures == fp32.config.class_temperatures
     a, b = fp32.generate(list(range(10)), 50, rng=0), int8.generate(list(range(10)), 50, rng=0)
     np.testing.assert_array_equal(a.latents, b.latents)

@@ -15,7 +15,7 @@ from conftest import tiny_config
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import TrainingDiverged, train
 
-from cvae_sdk.backends import MAX_ADVERSARIAL_EPOCHS, MAX_COMPONENTS, TrainConfig
+from cvae_sdk.backends import MAX_ADVERSARIAL_EPOCHS, TrainConfig
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
@@ -41,10 +41,51 @@ def test_checkpoint_round_trip_with_weights_only(tiny_run: Path) -> None:
     assert state["epoch"] == 2 and state["model_config"]["latent_dim"] == 4
     assert state["train_config"]["seed"] == 0
     best = load_checkpoint(tiny_run / "best.pt")
-    assert set(best["aggregate_prior"]) == {"weights", "means", "scale_tril"}
-    # 3 classes of 90 images: at most one Gaussian per training image of the smallest class (87 after
-    # the validation split), under MAX_COMPONENTS
-    assert 87 < MAX_COMPONENTS and best["aggregate_prior"]["scale_tril"].shape == (3, 87, 4, 4)
+    assert set(best["aggregate_prior"]) == {"weights", "means", "scale_diag"}
+
+
+def test_default_prior_is_the_encoders_posterior_of_every_training_image(tiny_npz: Path, tiny_run: Path) -> None:
+    """One equally weighted Gaussian per training image of each label: q(z|x,y)'s mean and standard deviation;
+    smaller labels padded to the largest by repeating their own codes at weight 0."""
+    from cvae_sdk_training.export import load_model
+    from cvae_sdk_training.splits import split_validation
+
+    from cvae_sdk.data import load_dataset
+
+    fit = load_checkpoint(tiny_run / "best.pt")["aggregate_prior"]
+    model, state = load_model(tiny_run)
+    train_split, _ = split_validation(load_dataset(str(tiny_npz)).train, state["train_config"]["val_fraction"], 0)
+    counts = np.bincount(train_split.labels, minlength=3)
+    assert fit["means"].shape == fit["scale_diag"].shape == (3, counts.max(), 4)
+    assert ((fit["weights"] > 0).sum(1).numpy() == counts).all()
+    torch.testing.assert_close(fit["weights"].sum(1), torch.ones(3, dtype=torch.float64))
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.from_numpy(train_split.images),
+                                  torch.from_numpy(train_split.labels.astype(np.int64)))
+    for k in range(3):
+        real = fit["weights"][k] > 0
+        want = torch.cat([mu, (0.5 * logvar).exp()], 1)[torch.from_numpy(train_split.labels == k)].double()
+        got = torch.cat([fit["means"][k][real], fit["scale_diag"][k][real]], 1)
+        assert torch.allclose(got[got[:, 0].argsort()], want[want[:, 0].argsort()], atol=1e-6)
+        padded = torch.cat([fit["means"][k][~real], fit["scale_diag"][k][~real]], 1)
+        assert all((row == got).all(1).any() for row in padded)  # repeats of the label's own codes
+
+
+def test_code_budget_keeps_a_share_of_every_label(tiny_npz: Path, tiny_run: Path) -> None:
+    """Beyond the budget each label keeps a seeded random share of its images, at least one."""
+    from cvae_sdk_training.aggregate import aggregate_posterior
+    from cvae_sdk_training.export import load_model
+
+    from cvae_sdk.data import load_dataset
+
+    model, _ = load_model(tiny_run)
+    data = load_dataset(str(tiny_npz)).train
+    x, y = torch.from_numpy(data.images), torch.from_numpy(data.labels.astype(np.int64))
+    small = aggregate_posterior(model, x, y, budget=30, seed=0)
+    assert ((small["weights"] > 0).sum(1) == torch.from_numpy(np.bincount(data.labels) * 30 // 300)).all()
+    again = aggregate_posterior(model, x, y, budget=30, seed=0)
+    assert all(torch.equal(small[key], again[key]) for key in small)
+    assert (aggregate_posterior(model, x, y, budget=1, seed=0)["weights"] > 0).sum(1).tolist() == [1, 1, 1]
 
 
 def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -> None:
@@ -214,19 +255,6 @@ def test_likelihood_auto_follows_the_channels_and_a_choice_wins() -> None:
     assert TrainConfig(data="unused", out="unused", likelihood="bernoulli").planned_likelihood(3) == "bernoulli"
     with pytest.raises(ValueError, match="likelihood must be auto, bernoulli or gaussian"):
         TrainConfig(data="unused", out="unused", likelihood="poisson")
-
-
-def test_prior_components_follow_the_labels() -> None:
-    """COMPONENT_BUDGET shared by the labels within [MIN_, MAX_COMPONENTS], at most the smallest class's
-    images; --aggregate-components wins."""
-    from cvae_sdk.backends import COMPONENT_BUDGET, MAX_COMPONENTS, MIN_COMPONENTS, TrainConfig
-
-    config = TrainConfig(data="unused", out="unused")
-    assert config.planned_components(10, 2_000) == MAX_COMPONENTS == 128      # MNIST-sized sets
-    assert config.planned_components(40, 2_000) == COMPONENT_BUDGET // 40 == 32
-    assert config.planned_components(1_000, 2_000) == MIN_COMPONENTS           # the metadata stays bounded
-    assert config.planned_components(10, 12) == 12                             # a tiny class
-    assert TrainConfig(data="unused", out="unused", aggregate_components=3).planned_components(10, 2_000) == 3
 
 
 def test_more_prior_components_than_a_class_has_images_fail_before_training(tmp_path: Path,

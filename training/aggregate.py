@@ -1,8 +1,12 @@
-"""Fit p(z|y) to the aggregate posterior after training: a Gaussian mixture per label.
+"""p(z|y) from the aggregate posterior after training: a Gaussian mixture per label.
 
 Sampling from a prior that matches where the encoder actually put each label's codes avoids the
-"prior holes" that make N(0, I) samples blurry or of the wrong class. The fit travels in the
-checkpoint and, through export, in the artifact.
+"prior holes" that make N(0, I) samples blurry or of the wrong class. By default the prior is the
+aggregate posterior itself, q(z|y) = mean over the label's training images of q(z|x,y): one diagonal
+Gaussian per image (:func:`aggregate_posterior`), the optimal prior for the trained encoder (Hoffman
+& Johnson, 2016; VampPrior keeps a learned subset of the same terms, Tomczak & Welling, 2018).
+``--aggregate-components M`` fits M full-covariance Gaussians per label to its codes by EM instead
+(:func:`fit_aggregate_prior`). The result travels in the checkpoint and, through export, in the artifact.
 """
 
 from __future__ import annotations
@@ -16,6 +20,40 @@ from .model import CVAE
 DRAWS_PER_IMAGE = 4
 EM_ITERATIONS = 50
 COVARIANCE_FLOOR = 1e-4
+
+
+@torch.no_grad()
+def aggregate_posterior(model: CVAE, x: torch.Tensor, y: torch.Tensor, budget: int, seed: int,
+                        batch: int = 2048) -> dict[str, torch.Tensor]:
+    """One Gaussian per training image per label: q(z|x,y)'s mean and standard deviation, equally weighted.
+
+    Beyond ``budget`` images in all, each label keeps a seeded random share of its images (at least one).
+    Labels with fewer images than the largest repeat theirs cyclically at weight 0, so every label has M
+    components. Returns ``weights`` (K, M), ``means`` (K, M, D) and ``scale_diag`` (K, M, D), float64.
+    """
+    model.eval()
+    mus, stds = [], []
+    for start in range(0, x.shape[0], batch):
+        mu, logvar = model.encode(x[start:start + batch], y[start:start + batch])  # (B, D)
+        mus.append(mu.double().cpu())
+        stds.append((0.5 * logvar).exp().double().cpu())
+    mu_all, std_all, labels = torch.cat(mus), torch.cat(stds), y.cpu()             # (N, D), (N, D), (N,)
+    generator = torch.Generator().manual_seed(seed + 2)
+    keep = min(1.0, budget / max(1, labels.shape[0]))
+    chosen = []
+    for k in range(model.cfg.num_classes):
+        rows = torch.nonzero(labels == k).flatten()
+        if rows.numel() == 0:
+            raise ValueError("a class has no training images; every class needs examples to fit its prior")
+        rows = rows[torch.randperm(rows.numel(), generator=generator)[:max(1, int(rows.numel() * keep))]]
+        chosen.append(rows)
+    m = max(rows.numel() for rows in chosen)
+    weights = torch.zeros((len(chosen), m), dtype=torch.float64)
+    index = torch.empty((len(chosen), m), dtype=torch.long)
+    for k, rows in enumerate(chosen):
+        weights[k, :rows.numel()] = 1.0 / rows.numel()
+        index[k] = rows[torch.arange(m) % rows.numel()]                          # padding repeats, at weight 0
+    return {"weights": weights, "means": mu_all[index], "scale_diag": std_all[index]}
 
 
 @torch.no_grad()

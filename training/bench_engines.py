@@ -62,7 +62,7 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
     # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.
     prior = config.prior
     means = torch.from_numpy(prior.means).float().to(device)                # (K, M, D)
-    trils = torch.from_numpy(prior.scale_tril).float().to(device)           # (K, M, D, D)
+    scales = torch.from_numpy(prior.scales).float().to(device)              # (K, M, D) or (K, M, D, D)
     cdf = torch.from_numpy(prior.cdf).float().to(device)                    # (K, M)
     temps = torch.as_tensor(np.broadcast_to(config.sampling_temperature(None), (config.num_classes,)).copy(),
                             dtype=torch.float32, device=device)             # (K,)
@@ -75,7 +75,8 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
         eps = torch.randn((y.shape[0], config.latent_dim, 1), generator=noise, device=device)
         u = torch.rand((y.shape[0], 1), generator=noise, device=device)
         comp = (u >= cdf[y]).sum(1).clamp(max=prior.num_components - 1)          # (B,)
-        z = means[y, comp] + temps[y, None] * (trils[y, comp] @ eps)[:, :, 0]    # (B, D)
+        spread = scales[y, comp] * eps[:, :, 0] if prior.diagonal else (scales[y, comp] @ eps)[:, :, 0]  # (B, D)
+        z = means[y, comp] + temps[y, None] * spread                              # (B, D)
         return run(z, eye[y])
 
     def make_graph(batch: int) -> Callable[[], object]:

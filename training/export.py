@@ -12,7 +12,7 @@ import copy
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from cvae_sdk.artifact import (
     ArtifactConfig,
     Prior,
     read_metadata,
+    stored,
     write_metadata,
 )
 from cvae_sdk.atomic import atomic_path, writable_folder
@@ -37,7 +38,7 @@ from cvae_sdk.latents import prior_latents
 from cvae_sdk.quality import EvalClassifier, run_classifier_path
 from cvae_sdk.validate import graph_problems
 
-from .calibrate import SAMPLES_PER_CLASS, Calibration, calibrate_temperatures, calibration_key
+from .calibrate import SAMPLES_PER_CLASS, Calibration, calibrate_temperatures, calibration_key, prune_misread
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .contrast import MAX_CONTRAST, MIN_CONTRAST, ContrastChoice, choose_contrast, fold_contrast
 from .model import CVAE, FoldedSubpixelDecoder, ModelConfig
@@ -100,7 +101,7 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
         raise ValueError("this checkpoint holds no aggregate-posterior fit; train with "
                          "--aggregate-components >= 1, or export with --prior learned")
     if which in ("auto", "aggregate") and fit is not None:
-        return Prior(fit["weights"].numpy(), fit["means"].numpy(), fit["scale_tril"].numpy(), "aggregate")
+        return prior_from_fit(fit)
     k, d = model.cfg.num_classes, model.cfg.latent_dim
     if which == "standard":
         mean, std = np.zeros((k, d)), np.ones((k, d))
@@ -110,6 +111,15 @@ def choose_prior(model: CVAE, state: dict[str, Any], which: str) -> Prior:
     tril = np.zeros((k, 1, d, d))
     tril[:, 0, np.arange(d), np.arange(d)] = std
     return Prior(np.ones((k, 1)), mean[:, None, :], tril, "standard" if which == "standard" else "learned")
+
+
+def prior_from_fit(fit: dict[str, torch.Tensor]) -> Prior:
+    """The artifact's prior from a checkpoint's ``aggregate_prior`` (training/aggregate.py): the encoder's own
+    posteriors (``scale_diag``) or a fitted mixture (``scale_tril``)."""
+    if "scale_diag" in fit:  # at the precision the artifact stores, so calibration sees what it will sample
+        return Prior(fit["weights"].numpy(), stored(fit["means"].numpy()), stored(fit["scale_diag"].numpy()),
+                     "aggregate")
+    return Prior(fit["weights"].numpy(), fit["means"].numpy(), fit["scale_tril"].numpy(), "aggregate")
 
 
 def export_generator(source: Path, out: Path, *, prior: str = "auto", temperature: float | None = None,
@@ -138,8 +148,9 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     classifier = run_classifier(Path(source), model.cfg.num_classes)
     calibration = None
     if temperature is None and classifier is not None:
-        calibration = calibrate_temperatures(torch_decoder(GenerativePath(model.decoder).eval()), chosen_prior,
-                                             classifier, seed=seed)
+        decode = torch_decoder(GenerativePath(model.decoder).eval())
+        chosen_prior, dropped = prune_misread(decode, chosen_prior, classifier, seed=seed)
+        calibration = replace(calibrate_temperatures(decode, chosen_prior, classifier, seed=seed), dropped=dropped)
     temps = calibration.temperatures if calibration is not None else None
     choice = None
     if contrast is None:
@@ -151,14 +162,17 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     folded = fold_contrast(copy.deepcopy(exported_decoder(model)), contrast, model.cfg.latent_dim,
                            model.cfg.num_classes)
     written = GenerativePath(folded).eval()  # what the file holds
+    class_names = tuple(state.get("class_names") or [str(i) for i in range(model.cfg.num_classes)])
+    metrics = dict(metrics if metrics is not None else state.get("metrics") or {})
+    if calibration is not None and any(calibration.dropped):  # the codes prune_misread took out, per class
+        metrics["prior_codes_dropped"] = dict(zip(class_names, calibration.dropped, strict=True))
     config = ArtifactConfig(
-        num_classes=model.cfg.num_classes,
-        class_names=tuple(state.get("class_names") or [str(i) for i in range(model.cfg.num_classes)]),
+        num_classes=model.cfg.num_classes, class_names=class_names,
         latent_dim=model.cfg.latent_dim, sample_shape=model.cfg.image_shape, prior=chosen_prior,
         default_temperature=float(np.mean(temps)) if temps else (1.0 if temperature is None else float(temperature)),
         class_temperatures=temps,
         train_config=state["train_config"], model_config=state["model_config"],
-        metrics=metrics if metrics is not None else dict(state.get("metrics") or {}),
+        metrics=metrics,
         versions=_versions(), weights_sha256=weights_sha256(written), output_contrast=float(contrast))
     onnx_bytes = to_onnx_bytes(written, config)
     max_diff = check_parity(path_module, onnx_bytes, config)

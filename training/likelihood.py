@@ -19,6 +19,7 @@ from cvae_sdk.progress import progress_bar
 from .model import CVAE
 
 MAX_ROWS = 32768  # images x importance samples decoded at once
+MIXTURE_TERMS = 1 << 23  # importance samples x images x components scored at once by a diagonal mixture
 
 
 def prior_log_prob(model: CVAE, prior: dict[str, torch.Tensor] | None, z: torch.Tensor,
@@ -27,10 +28,32 @@ def prior_log_prob(model: CVAE, prior: dict[str, torch.Tensor] | None, z: torch.
     if prior is None:
         mean, logvar = model.prior(y)                                   # (B, D)
         return Normal(mean, (0.5 * logvar).exp()).log_prob(z).sum(-1)   # (S, B)
-    weights = prior["weights"][y].to(z.dtype)                          # (B, M)
+    log_weights = prior["weights"][y].to(z.dtype).log()                 # (B, M)
+    if "scale_diag" in prior:
+        return _diagonal_mixture_log_prob(z, log_weights, prior["means"][y], prior["scale_diag"][y])
     dist = MultivariateNormal(prior["means"][y].to(z.dtype), scale_tril=prior["scale_tril"][y].to(z.dtype))
     log_comp = dist.log_prob(z[:, :, None, :])                          # (S, B, M)
-    return torch.logsumexp(log_comp + weights.log(), dim=-1)
+    return torch.logsumexp(log_comp + log_weights, dim=-1)
+
+
+def _diagonal_mixture_log_prob(z: torch.Tensor, log_weights: torch.Tensor, means: torch.Tensor,
+                               scales: torch.Tensor) -> torch.Tensor:
+    """log sum_m w_m N(z | means_m, diag(scales_m^2)) for z (S, B, D) and (B, M[, D]) components -> (S, B).
+
+    Thousands of components (one per training image): the squared distances come from matrix products
+    in float64, a few rows of B at a time, never as an (S, B, M, D) temporary."""
+    s, b, d = z.shape
+    rows = max(1, MIXTURE_TERMS // max(1, s * means.shape[1]))
+    out = []
+    for start in range(0, b, rows):
+        zb, mb = z[:, start:start + rows].double(), means[start:start + rows].double()   # (S, b, D), (b, M, D)
+        inv_var = scales[start:start + rows].double().pow(-2)                              # (b, M, D)
+        quad = (torch.einsum("sbd,bmd->sbm", zb * zb, inv_var) - 2 * torch.einsum("sbd,bmd->sbm", zb, mb * inv_var)
+                + (mb * mb * inv_var).sum(-1))                                             # (S, b, M)
+        log_norm = -inv_var.log().sum(-1) / 2 + d / 2 * math.log(2 * math.pi)              # (b, M)
+        log_comp = -quad / 2 - log_norm + log_weights[start:start + rows].double()
+        out.append(torch.logsumexp(log_comp, dim=-1))                                      # (S, b)
+    return torch.cat(out, 1).to(z.dtype)
 
 
 @torch.no_grad()

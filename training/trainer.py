@@ -21,21 +21,21 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cvae_sdk.backends import TrainConfig, TrainingDiverged, TrainResult
+from cvae_sdk.backends import CODE_BUDGET, TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
 from cvae_sdk.quality import EvalClassifier
 
 from .adversarial import AdversarialPhase, diversity
-from .aggregate import fit_aggregate_prior
+from .aggregate import aggregate_posterior, fit_aggregate_prior
 from .augment import draw_shifts, shift_images
 from .board import Board
 from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from .history import alarm_from, alarms, append_metric, read_metrics, summary_line, write_metrics
 from .model import CVAE, ModelConfig
-from .preflight import guard_classifier, preflight, smallest_class
+from .preflight import guard_classifier, preflight
 from .splits import split_validation
 
 EVAL_BATCH = 1024
@@ -380,13 +380,15 @@ class _Loop:
 
     def finish(self) -> dict[str, Any]:
         """Fit the aggregate-posterior prior into the best checkpoint, then plot the curves; returns the checkpoint."""
-        k = self.model.cfg.num_classes
-        components = self.config.planned_components(k, smallest_class(self.data.y.cpu().numpy(), k))
+        components = self.config.aggregate_components
         best = load_checkpoint(self.run_dir / BEST)
-        if components > 0 and "aggregate_prior" not in best:  # a resumed run may have fitted it already
+        if components != 0 and "aggregate_prior" not in best:  # a resumed run may have fitted it already
             model = build_model(self.config, self.model.cfg.image_shape, self.model.cfg.num_classes)
             model.load_state_dict(best["model"])
-            fit = fit_aggregate_prior(model.to(self.device), self.data.x, self.data.y, components, self.config.seed)
+            model.to(self.device)
+            x, y, seed = self.data.x, self.data.y, self.config.seed
+            fit = (aggregate_posterior(model, x, y, CODE_BUDGET, seed) if components is None
+                   else fit_aggregate_prior(model, x, y, components, seed))
             best = {**best, "aggregate_prior": fit}
             save_checkpoint(best, self.run_dir / BEST)
         from .plots import plot_loss_curves
