@@ -5,7 +5,8 @@ Copies a finished run, sets the adversarial phase in its saved config (``--epoch
 (training/adversarial.py), as a default run ends. With ``--set NAME`` (a set of ``own_data.py``) it
 then runs ``cvae-sdk evaluate`` on the copy with that set's independent classifier and appends the
 scores of its samples and its reconstructions to ``benchmarks/results/adversarial_phase.jsonl``
-(``benchmarks/decoder_gap.py`` records the same scores for the run before the phase).
+(``benchmarks/decoder_gap.py`` records the same scores for the run before the phase). A
+``--gan-weight`` near 0 is the control: the decoder fine-tuned on its reconstructions alone.
 
     python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0] [--set NAME]
 """
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/cvae-own-data"))
     parser.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
     args = parser.parse_args()
+    if "adversarial" in load_checkpoint(args.run / BEST):
+        parser.error(f"{args.run}'s decoder has been through the phase already: start from a run trained with "
+                     "--adversarial-epochs 0")
     if args.out.exists():
         shutil.rmtree(args.out)
     shutil.copytree(args.run, args.out)
@@ -63,7 +67,8 @@ def record(args: argparse.Namespace, phase: dict[str, object]) -> None:
     cli("evaluate", str(args.out), "--data", data, "--json", str(report_path), "--quiet", "--no-likelihood",
         *(["--classifier", classifier] if classifier else []))
     report = json.loads(report_path.read_text())
-    row = {"set": args.set, "via": "train --resume", "fakes": phase["fakes"], "epochs": phase["epochs"],
+    row = {"set": args.set, "via": "train --resume", "loss": "non-saturating", "fakes": phase["fakes"],
+           "epochs": phase["epochs"],
            "gan_weight": args.gan_weight,
            "stopped": phase["stopped"], "phase_seconds": round(float(phase["seconds"]), 1),  # type: ignore[arg-type]
            "samples": {k: report[k] for k in KEYS}, "reconstructions": {k: report["reconstruction"][k] for k in KEYS}}

@@ -292,14 +292,16 @@ def decoder_gap_table() -> str:
 
 
 def adversarial_table() -> str:
-    """The adversarial decoder phase on a default run: results/adversarial_phase.jsonl."""
-    lines = ["| set | the discriminator sees | epochs | GAN weight | phase s | fidelity | worst class | FD / floor "
-             "| diversity | reconstructions: FD / floor | diversity |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """The adversarial decoder phase on a default run: results/adversarial_phase.jsonl (rows without a "loss" ran
+    the phase's first form, a spectrally normalised discriminator with the hinge loss)."""
+    lines = ["| set | GAN loss | the discriminator sees | epochs | GAN weight | phase s | fidelity | worst class "
+             "| FD / floor | diversity | reconstructions: FD / floor | diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in jsonl("adversarial_phase.jsonl"):
         m, c = r["samples"], r["reconstructions"]
         fakes = " and ".join(r.get("fakes", ["reconstructions"]))
-        lines.append(f"| {r['set']} | {fakes} | {r['epochs']} | {r['gan_weight']} | {r['phase_seconds']:.0f} "
+        lines.append(f"| {r['set']} | {r.get('loss', 'hinge, spectral norm')} | {fakes} | {r['epochs']} "
+                     f"| {r['gan_weight']:g} | {r['phase_seconds']:.0f} "
                      f"| {m['label_fidelity']:.4f} | {m['worst_class_fidelity']:.3f} | {m['frechet_ratio']:.3f} "
                      f"| {m['diversity_ratio']:.3f} | {c['frechet_ratio']:.3f} | {c['diversity_ratio']:.3f} |")
     return "\n".join(lines)

@@ -41,9 +41,9 @@ AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
 # cut short by early stopping once the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
-# The adversarial phase when --adversarial-epochs is not given: about this many images seen, for colour
-# images only (on grey sets it measured neutral).
-ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS, ADVERSARIAL_CHANNELS = 30_000, 10, (3,)
+# The adversarial phase when --adversarial-epochs is not given: about this many images seen, within
+# [1, MAX_ADVERSARIAL_EPOCHS] epochs (benchmarks/quality.md, "The adversarial phase").
+ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS = 100_000, 10
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
@@ -136,13 +136,10 @@ class TrainConfig:
             return self.epochs
         return max(MIN_EPOCHS, min(MAX_EPOCHS, round(SAMPLE_BUDGET / max(1, train_images))))
 
-    def planned_adversarial_epochs(self, train_images: int, channels: int) -> int:
-        """--adversarial-epochs, or for colour images (ADVERSARIAL_CHANNELS) about ADVERSARIAL_BUDGET images
-        seen, within [1, MAX_ADVERSARIAL_EPOCHS]; 0 for grey ones."""
+    def planned_adversarial_epochs(self, train_images: int) -> int:
+        """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen, within [1, MAX_ADVERSARIAL_EPOCHS]."""
         if self.adversarial_epochs is not None:
             return self.adversarial_epochs
-        if channels not in ADVERSARIAL_CHANNELS:
-            return 0
         return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET / max(1, train_images))))
 
     def to_dict(self) -> dict[str, Any]:

@@ -118,8 +118,8 @@ def train(
     ] = _D.aggregate_components,
     adversarial_epochs: Annotated[int | None, typer.Option(
         help="Epochs of the adversarial phase after ELBO training, which fine-tunes the decoder against a "
-             "patch discriminator to draw sharp images at the same sampling cost (0: off; default: for colour "
-             "images about 30,000 images seen, 1-10 epochs; off for grey ones).")] = _D.adversarial_epochs,
+             "patch discriminator to draw sharp images at the same sampling cost (0: off; default: about "
+             "100,000 images seen, 1-10 epochs).")] = _D.adversarial_epochs,
     adversarial_weight: Annotated[float, typer.Option(
         help="Weight of the adversarial phase's GAN term against the reconstruction term.")
     ] = _D.adversarial_weight,

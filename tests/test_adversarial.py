@@ -124,12 +124,11 @@ def test_diversity_is_the_mean_pairwise_distance_within_labels() -> None:
 
 def test_phase_length_follows_the_data() -> None:
     config = TrainConfig(data="d", out="o")
-    assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3, 3) == 3
-    assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET, 3) == 1
-    assert config.planned_adversarial_epochs(100, 3) == MAX_ADVERSARIAL_EPOCHS
-    assert config.planned_adversarial_epochs(100, 1) == 0  # grey images: off unless asked for
-    assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, 1) == 2
-    assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, 3) == 0
+    assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3) == 3
+    assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET) == 1
+    assert config.planned_adversarial_epochs(100) == MAX_ADVERSARIAL_EPOCHS
+    assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100) == 2
+    assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100) == 0
     # runs saved before the phase existed resume without it
     saved = {k: v for k, v in config.to_dict().items() if k != "adversarial_epochs"}
     assert TrainConfig.from_dict(saved).adversarial_epochs == 0
@@ -167,4 +166,30 @@ def _phase_inputs(run: Path, data: Path) -> tuple[object, ...]:
     model = CVAE(ModelConfig.from_dict(best["model_config"]))
     train_split = load_dataset(str(data)).train
     x, y = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
-    return model, best, x, y, 1, 1.0, 0, run, lambda m: {}, lambda: False
+    return model, best, x, y, 1, 1.0, 0, run, lambda images, labels: {}, lambda: False
+
+
+def test_the_health_check_draws_from_the_prior_the_artifact_ships(tiny_npz: Path, tmp_path: Path) -> None:
+    """The phase judges the samples users will get: decoded from the prior of codes, not the training prior."""
+    from cvae_sdk_training.adversarial import CHECK_PER_CLASS
+
+    from cvae_sdk.latents import transform
+
+    run = tmp_path / "run"
+    train(tiny_config(tiny_npz, run, epochs=1, adversarial_epochs=0, aggregate_components=None), progress=False)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    model, best, x, y, *rest = _phase_inputs(run, tiny_npz)
+    epochs, weight, seed, run_dir, _, interrupted = rest
+    phase = AdversarialPhase(model, best, x, y, epochs, weight, seed, run_dir,
+                             lambda images, labels: seen.append((images, labels)) or {}, interrupted)
+    phase.check_health()
+    phase.check_health()
+    (images, labels), (again, _) = seen
+    assert phase.prior.source == "aggregate" and phase.prior.diagonal       # the prior of codes
+    assert np.array_equal(np.bincount(labels), [CHECK_PER_CLASS] * 3)
+    assert np.array_equal(images, again)                                    # the same noise every check
+    u, eps = phase.check_noise
+    shipped = transform(phase.prior, labels, eps, u, 1.0)                   # (K * n, D)
+    with torch.no_grad():
+        expected = model.decode(torch.from_numpy(shipped), torch.from_numpy(labels)).numpy()
+    np.testing.assert_allclose(images, expected, atol=1e-6)

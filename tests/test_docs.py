@@ -38,7 +38,7 @@ CONSTANTS = {
     "600,000": "the sample budget before it",
     "1,280": "the fitted prior's Gaussians shared by the classes before the prior of codes",
     "32,768": "the prior of codes' budget (CODE_BUDGET)",
-    "30,000": "the adversarial phase's images seen (ADVERSARIAL_BUDGET)",
+    "100,000": "the adversarial phase's images seen (ADVERSARIAL_BUDGET)",
     "1,024": "rows per CPU session run (CPU_CHUNK); the dense decoder's hidden width",
     "65,536": "rows per GPU session run (GPU_CHUNK)",
     "127.0": "127.0.0.1, the loopback address",

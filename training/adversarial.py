@@ -4,19 +4,21 @@ A decoder trained by likelihood alone draws each pixel's mean given z: where a s
 exact place is uncertain, that mean is a soft grey halo, in reconstructions and samples alike, and
 no prior or temperature removes it. The phase freezes the encoder and the prior (so the
 aggregate-posterior prior fitted to the encoder's codes stays valid) and fine-tunes only the
-decoder on its reconstructions of the training images, with the reconstruction loss plus a hinge
-GAN loss from a small label-conditioned patch discriminator (spectral normalisation); with
-``PRIOR_FAKES`` the discriminator also judges samples from the prior the artifact ships (as
-VAE-GAN does: Larsen et al., 2016). The GAN
-term's weight is set every step as in VQGAN (Esser et al., 2021): the ratio of the two losses'
+decoder on its reconstructions of the training images, with the reconstruction loss plus the
+non-saturating GAN loss (Goodfellow et al., 2014) from a small label-conditioned patch
+discriminator with no normalisation (a spectrally normalised one with the hinge loss could not tell
+reconstructions from real images, benchmarks/quality.md); with ``PRIOR_FAKES`` the discriminator
+also judges samples from the prior the artifact ships (as VAE-GAN does: Larsen et al., 2016). The
+GAN term's weight is set every step as in VQGAN (Esser et al., 2021): the ratio of the two losses'
 gradient norms at the decoder's last layer, times ``adversarial_weight``. The decoder's shape does
 not change, so the exported graph and its FLOPs are the same.
 
-Every phase epoch checks the samples the run would ship: their label fidelity (the run's
-classifier) and their diversity (mean pairwise distance within a label) against the decoder before
-the phase. An epoch that loses more than ``MAX_FIDELITY_LOSS`` of fidelity or ``MAX_DIVERSITY_LOSS``
-of diversity (a discriminator that drops modes), or whose loss is not finite, ends the phase with
-the decoder of the epoch before, and says so on one line.
+Every phase epoch checks the samples the run would ship, drawn from the prior the artifact ships
+with the same noise each time: their label fidelity (the run's classifier) and their diversity
+(mean pairwise distance within a label) against the decoder before the phase. An epoch that loses
+more than ``MAX_FIDELITY_LOSS`` of fidelity or ``MAX_DIVERSITY_LOSS`` of diversity (a discriminator
+that drops modes), or whose loss is not finite, ends the phase with the decoder of the epoch before,
+and says so on one line.
 
 The phase's state (decoder, discriminator, both optimisers, its random stream and the position in
 its epoch) is saved in ``adversarial.pt`` after every phase epoch and on Ctrl-C, so ``--resume``
@@ -38,7 +40,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.parametrizations import spectral_norm
 
 from cvae_sdk.latents import transform
 from cvae_sdk.progress import progress_bar
@@ -49,6 +50,7 @@ from .export import choose_prior
 from .model import CVAE
 
 PHASE_FILE = "adversarial.pt"
+PHASE_VERSION = 2             # the discriminator's form in adversarial.pt: 1 had spectral normalisation
 BATCH_SIZE = 64
 LR, BETAS = 2e-4, (0.5, 0.9)
 DISC_WIDTH = 64
@@ -60,6 +62,8 @@ MAX_DIVERSITY_LOSS = 0.10     # and the share of their diversity
 # stays off and the phase costs half.
 PRIOR_FAKES = False
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
+CHECK_PER_CLASS = 100         # samples of each label the health check draws
+CHECK_SEED_OFFSET = 7         # and their fixed noise: the run's seed plus this
 
 
 class PatchDiscriminator(nn.Module):
@@ -69,9 +73,9 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         self.classes = classes
         self.net = nn.Sequential(
-            spectral_norm(nn.Conv2d(channels + classes, width, 4, 2, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)), nn.LeakyReLU(0.2),
-            spectral_norm(nn.Conv2d(2 * width, 1, 3, 1, 1)))
+            nn.Conv2d(channels + classes, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         planes = F.one_hot(y, self.classes).to(x.dtype)[:, :, None, None]      # (B, K, 1, 1)
@@ -90,13 +94,15 @@ class AdversarialPhase:
     """The phase for one run: built from the run's best checkpoint ``best`` (or restored from ``adversarial.pt``),
     run to its end.
 
-    ``health(model)`` returns the label fidelity and diversity of the samples ``model`` draws now
-    (the same noise every call); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
+    ``health(images, labels)`` returns the label fidelity and diversity of samples (N, C, H, W) of
+    labels (N,): the phase draws them from the prior the artifact ships, with the same noise every
+    epoch (:meth:`check_samples`); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
     (if given) gets every kept phase epoch's record.
     """
 
     def __init__(self, model: CVAE, best: dict[str, Any], x: torch.Tensor, y: torch.Tensor, epochs: int,
-                 weight: float, seed: int, run_dir: Path, health: Callable[[CVAE], dict[str, float]],
+                 weight: float, seed: int, run_dir: Path,
+                 health: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                  interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.model, self.x, self.y = model, x, y                       # x (N, C, H, W), y (N,) on the device
         self.epochs, self.weight, self.run_dir = epochs, weight, run_dir
@@ -106,7 +112,12 @@ class AdversarialPhase:
         self.from_epoch = int(best["epoch"])
         model.load_state_dict(best["model"])
         self.prior_fakes = PRIOR_FAKES
-        self.prior = choose_prior(model, best, "auto")  # the prior the artifact will ship (with PRIOR_FAKES)
+        self.prior = choose_prior(model, best, "auto")  # the prior the artifact will ship
+        self.check_y = np.repeat(np.arange(model.cfg.num_classes), CHECK_PER_CLASS)   # (K * n,)
+        check = np.random.default_rng(seed + CHECK_SEED_OFFSET)
+        self.check_noise = (check.random(self.check_y.shape[0]),                      # (K * n,) components
+                            check.standard_normal((self.check_y.shape[0], model.cfg.latent_dim),
+                                                  dtype=np.float32))                  # (K * n, D)
         with torch.random.fork_rng(devices=[]):  # a seeded discriminator, without touching the global RNG
             torch.manual_seed(seed + SEED_OFFSET)
             self.disc = PatchDiscriminator(x.shape[1], model.cfg.num_classes).to(self.device)
@@ -138,19 +149,21 @@ class AdversarialPhase:
         if not path.is_file():
             return None
         saved = load_checkpoint(path)
-        return saved if int(saved["from_epoch"]) == self.from_epoch else None
+        current = saved.get("version", 1) == PHASE_VERSION  # an older discriminator's phase starts again
+        return saved if current and int(saved["from_epoch"]) == self.from_epoch else None
 
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "rng": self.generator.get_state(), "epoch": self.epoch,
                 "history": self.history, "reference": self.reference, "from_epoch": self.from_epoch,
+                "version": PHASE_VERSION,
                 "kept": self.kept,
                 "partial": self.position.to_state() if self.position is not None else None}
 
     def run(self, progress: bool) -> dict[str, Any]:
         """Train the decoder for the planned phase epochs (or until a health check fails); return the record."""
         if not self.reference:
-            self.reference = self.health(self.model)
+            self.reference = self.check_health()
         stopped = None
         while self.epoch < self.epochs and stopped is None:
             record = self.run_epoch(progress)
@@ -216,7 +229,16 @@ class AdversarialPhase:
         self.position = None
         record = dict(zip(("recon", "gan", "disc", "weight"), (s / at.step for s in at.sums), strict=True))
         self.model.eval()
-        return {"adversarial_epoch": self.epoch + 1, **record, **self.health(self.model), "seconds": at.seconds}
+        return {"adversarial_epoch": self.epoch + 1, **record, **self.check_health(), "seconds": at.seconds}
+
+    def check_health(self) -> dict[str, float]:
+        """The label fidelity and diversity of the samples the decoder draws now from the shipped prior."""
+        u, eps = self.check_noise
+        z = torch.from_numpy(transform(self.prior, self.check_y, eps, u, 1.0)).to(self.device)  # (K * n, D)
+        y = torch.from_numpy(self.check_y).to(self.device)
+        with torch.no_grad():
+            images = self.model.decode(z, y).cpu().numpy()                                    # (K * n, C, H, W)
+        return self.health(images, self.check_y)
 
     def step(self, idx: torch.Tensor) -> tuple[float, float, float, float]:
         """One discriminator and one decoder update on the batch ``idx`` (B,); returns the four losses, with a
@@ -232,15 +254,15 @@ class AdversarialPhase:
         fakes = [torch.sigmoid(logits)]
         if self.prior_fakes:  # samples from the prior too: the decoder learns to draw sharp images from its holes
             fakes.append(self.model.decode(self.prior_sample(y, eps_prior), y))
-        d_loss = F.relu(1 - self.disc(x, y)).mean() + sum(
-            F.relu(1 + self.disc(fake.detach(), y)).mean() for fake in fakes) / len(fakes)
+        d_loss = F.softplus(-self.disc(x, y)).mean() + sum(                                 # non-saturating
+            F.softplus(self.disc(fake.detach(), y)).mean() for fake in fakes) / len(fakes)
         if not torch.isfinite(d_loss):
             return math.nan, math.nan, d_loss.item(), math.nan  # neither network is updated
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         rec = self.model.recon_nll(logits, x).mean()
-        gan = -sum(self.disc(fake, y).mean() for fake in fakes) / len(fakes)
+        gan = torch.stack([F.softplus(-self.disc(fake, y)).mean() for fake in fakes]).mean()
         weight = adaptive_weight(rec, gan, self.last)
         loss = rec + self.weight * weight * gan
         if not torch.isfinite(loss):

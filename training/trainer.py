@@ -345,9 +345,8 @@ class _Loop:
             return {"label_fidelity": None}
         return self._fidelity(*self.check_samples(self.model))
 
-    def sample_health(self, model: CVAE) -> dict[str, float]:
-        """What the adversarial phase watches: the samples' label fidelity and diversity."""
-        images, y = self.check_samples(model)
+    def sample_health(self, images: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """What the adversarial phase watches: the label fidelity and diversity of samples (N, C, H, W) of labels y."""
         fidelity = self._fidelity(images, y)
         return {"label_fidelity": fidelity["label_fidelity"], "worst_class_fidelity": fidelity["worst_class_fidelity"],
                 "diversity": diversity(images, y)}
@@ -358,7 +357,7 @@ class _Loop:
         predicted, _ = self.classifier.predict(images)
         confusion = np.zeros((cfg.num_classes, cfg.num_classes), dtype=np.int64)  # (requested, seen)
         np.add.at(confusion, (labels, predicted), 1)
-        per_class = np.diag(confusion) / LABEL_CHECK_PER_CLASS
+        per_class = np.diag(confusion) / np.maximum(confusion.sum(1), 1)
         real = self.classifier.class_accuracy(cfg.num_classes)  # what the classifier manages on real images
         worst = int((per_class / np.maximum(real, 1e-6)).argmin())
         seen = confusion[worst].copy()
@@ -398,7 +397,7 @@ class _Loop:
 
     def sharpen(self, best: dict[str, Any], progress: bool) -> None:
         """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
-        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.data.x.shape[1])
+        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0])
         if epochs == 0 or "adversarial" in best:
             return
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
