@@ -67,7 +67,7 @@ def record(args: argparse.Namespace, phase: dict[str, object]) -> None:
     cli("evaluate", str(args.out), "--data", data, "--json", str(report_path), "--quiet", "--no-likelihood",
         *(["--classifier", classifier] if classifier else []))
     report = json.loads(report_path.read_text())
-    row = {"set": args.set, "via": "train --resume", "loss": "non-saturating", "fakes": phase["fakes"],
+    row = {"set": args.set, "via": "train --resume", "loss": phase["loss"], "fakes": phase["fakes"],
            "epochs": phase["epochs"],
            "gan_weight": args.gan_weight,
            "stopped": phase["stopped"], "phase_seconds": round(float(phase["seconds"]), 1),  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ def test_the_phase_changes_only_the_decoder_and_records_itself(phased_run: Path)
     assert phase["planned_epochs"] == 2 and phase["epochs"] + (phase["stopped"] is not None) >= 1
     assert [r["adversarial_epoch"] for r in phase["history"]] == list(range(1, phase["epochs"] + 1))
     assert {"label_fidelity", "diversity"} <= set(phase["reference"])
+    assert phase["loss"] == "non-saturating"  # what benchmarks/adversarial_phase.py records per row
     assert not (phased_run / PHASE_FILE).exists()  # the phase's own checkpoint is gone once best.pt holds it
     # last.pt is the ELBO run's (what --resume --epochs would extend); the ELBO best here is its last epoch
     assert best["epoch"] == last["epoch"] == 2

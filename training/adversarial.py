@@ -61,6 +61,7 @@ MAX_DIVERSITY_LOSS = 0.10     # and the share of their diversity
 # between the encoder's codes towards real ones; it changed nothing measurable (benchmarks/quality.md), so it
 # stays off and the phase costs half.
 PRIOR_FAKES = False
+GAN_LOSS = "non-saturating"  # the phase's GAN loss, recorded in its summary
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
 CHECK_PER_CLASS = 100         # samples of each label the health check draws
 CHECK_SEED_OFFSET = 7         # and their fixed noise: the run's seed plus this
@@ -96,7 +97,7 @@ class AdversarialPhase:
 
     ``health(images, labels)`` returns the label fidelity and diversity of samples (N, C, H, W) of
     labels (N,): the phase draws them from the prior the artifact ships, with the same noise every
-    epoch (:meth:`check_samples`); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
+    epoch (:meth:`check_health`); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
     (if given) gets every kept phase epoch's record.
     """
 
@@ -180,7 +181,7 @@ class AdversarialPhase:
                 self.on_epoch(record)
             if progress:
                 print(_summary_line(record, self.epochs, self.reference), file=sys.stderr, flush=True)
-        summary = {"epochs": self.epoch, "planned_epochs": self.epochs, "weight": self.weight,
+        summary = {"epochs": self.epoch, "planned_epochs": self.epochs, "weight": self.weight, "loss": GAN_LOSS,
                    "fakes": ["reconstructions", *(["prior samples"] if self.prior_fakes else [])],
                    "reference": self.reference, "history": self.history, "stopped": stopped,
                    "seconds": float(sum(r["seconds"] for r in self.history))}
@@ -233,11 +234,11 @@ class AdversarialPhase:
 
     def check_health(self) -> dict[str, float]:
         """The label fidelity and diversity of the samples the decoder draws now from the shipped prior."""
+        y = torch.from_numpy(self.check_y)                                                    # (K * n,)
         u, eps = self.check_noise
-        z = torch.from_numpy(transform(self.prior, self.check_y, eps, u, 1.0)).to(self.device)  # (K * n, D)
-        y = torch.from_numpy(self.check_y).to(self.device)
+        z = self.prior_sample(y, (torch.from_numpy(u), torch.from_numpy(eps)))              # (K * n, D)
         with torch.no_grad():
-            images = self.model.decode(z, y).cpu().numpy()                                    # (K * n, C, H, W)
+            images = self.model.decode(z, y.to(self.device)).cpu().numpy()                    # (K * n, C, H, W)
         return self.health(images, self.check_y)
 
     def step(self, idx: torch.Tensor) -> tuple[float, float, float, float]:
