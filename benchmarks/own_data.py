@@ -36,7 +36,7 @@ from cvae_sdk.quality import SHIPPED_CLASSIFIER  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
 VARIANTS = RESULTS.with_name("own_data_variants.jsonl")
-SETS = ("glyphs", "mnist-3k", "mnist", "scenes")
+SETS = ("glyphs", "mnist-3k", "mnist", "scenes", "photos")
 CLASSIFIER_SEED = "1"  # the run's own classifier uses the training seed (0): this one differs
 
 
@@ -54,7 +54,7 @@ def build(name: str, work: Path, mnist: str) -> tuple[str, str | None]:
         return mnist, None
     path = work / f"{name}.npz"
     if not path.exists():
-        builders = {"glyphs": harder_sets.glyphs, "scenes": harder_sets.scenes,
+        builders = {"glyphs": harder_sets.glyphs, "scenes": harder_sets.scenes, "photos": harder_sets.photos,
                     "mnist-3k": lambda: harder_sets.mnist_subset(mnist)}
         arrays = builders[name]()
         import numpy as np
