@@ -259,8 +259,8 @@ def photo_files() -> list[Path]:
     return [folder / name for name in PHOTOS]
 
 
-def crop_photo(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One (32, 32, 3) uint8 crop: a random square, flipped at random, scaled in brightness, reduced."""
+def crop_photo(photo: np.ndarray, rng: np.random.Generator, size: int = PHOTO_SIZE) -> np.ndarray:
+    """One (size, size, 3) uint8 crop: a random square, flipped at random, scaled in brightness, reduced."""
     from PIL import Image
 
     height, width, _ = photo.shape
@@ -269,13 +269,13 @@ def crop_photo(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     square = photo[top:top + side, left:left + side]
     if rng.random() < 0.5:
         square = square[:, ::-1]
-    small = Image.fromarray(np.ascontiguousarray(square)).resize((PHOTO_SIZE, PHOTO_SIZE), Image.Resampling.LANCZOS)
+    small = Image.fromarray(np.ascontiguousarray(square)).resize((size, size), Image.Resampling.LANCZOS)
     pixels = np.asarray(small, dtype=np.float32) * rng.uniform(0.8, 1.2)
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 
-def photos(n_train: int = 10_000, n_test: int = 5_000, seed: int = 0) -> dict[str, np.ndarray]:
-    """The photo-crop set: balanced classes, channels-last uint8 images (N, 32, 32, 3)."""
+def photos(n_train: int = 10_000, n_test: int = 5_000, seed: int = 0, size: int = PHOTO_SIZE) -> dict[str, np.ndarray]:
+    """The photo-crop set: balanced classes, channels-last uint8 images (N, size, size, 3)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -284,7 +284,7 @@ def photos(n_train: int = 10_000, n_test: int = 5_000, seed: int = 0) -> dict[st
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         labels = np.arange(n) % len(PHOTOS)
         rng.shuffle(labels)
-        return np.stack([crop_photo(pictures[y], rng) for y in labels]), labels.astype(np.int64)
+        return np.stack([crop_photo(pictures[y], rng, size) for y in labels]), labels.astype(np.int64)
 
     images, labels = draw(n_train)
     test_images, test_labels = draw(n_test)
@@ -299,9 +299,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mnist", default="../shared/data/mnist")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=PHOTO_SIZE, help="photos only: the crops' side in pixels")
+    parser.add_argument("--train-images", type=int, default=10_000, help="photos only")
     args = parser.parse_args()
     builders = {"glyphs": lambda: glyphs(seed=args.seed), "mnist-3k": lambda: mnist_subset(args.mnist),
-                "scenes": lambda: scenes(seed=args.seed), "photos": lambda: photos(seed=args.seed)}
+                "scenes": lambda: scenes(seed=args.seed),
+                "photos": lambda: photos(args.train_images, seed=args.seed, size=args.size)}
     arrays = builders[args.which]()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)

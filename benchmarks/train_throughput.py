@@ -39,7 +39,7 @@ def main() -> None:
                                  aggregate_components=0)
             result = train(config, progress=False)
         rates = [r["samples_per_s"] for r in result.history[1:]] or [result.history[0]["samples_per_s"]]
-        rows.append({"arch": arch, "latent_dim": config.latent_dim, "batch_size": config.batch_size,
+        rows.append({"arch": arch, "latent_dim": config.planned_latent_dim(1), "batch_size": config.batch_size,
                      "samples_per_s": round(statistics.median(rates), 1),
                      "epoch_seconds": round(statistics.median(r["seconds"] for r in result.history[1:]), 2),
                      "train_images": int(result.history[0]["samples_per_s"] * result.history[0]["seconds"] + 0.5)})

@@ -79,7 +79,8 @@ def train(
     arch: Annotated[Literal["dense", "conv", "mlp"], typer.Option(
         help="dense: conv encoder and a Gemm-only decoder; conv: conv encoder and decoder; "
              "mlp: MLP encoder and decoder.")] = _D.arch,  # type: ignore[assignment]
-    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = _D.latent_dim,
+    latent_dim: Annotated[int | None, typer.Option(
+        help="Size of z. Default: 16 for grey images, 64 for colour.", show_default=False)] = _D.latent_dim,
     hidden: Annotated[int, typer.Option(help="Width of the hidden layers.")] = _D.hidden,
     conv_channels: Annotated[int, typer.Option(help="Base channel count of the conv layers.")] = _D.conv_channels,
     upsample: Annotated[Literal["subpixel", "transpose"], typer.Option(

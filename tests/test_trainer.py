@@ -221,16 +221,17 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
 
     images, labels = make_images(60 * classes, shape, classes, 0)
     data = _npz(tmp_path / "d.npz", images, labels)
-    # grey and colour images alike get the adversarial phase by default
-    train(tiny_config(data, tmp_path / "run", epochs=1, adversarial_epochs=None), progress=False)
+    # grey and colour images alike get the adversarial phase by default, and the latent size by channels
+    train(tiny_config(data, tmp_path / "run", epochs=1, adversarial_epochs=None, latent_dim=None), progress=False)
     phase = load_checkpoint(tmp_path / "run" / "best.pt")["adversarial"]
     assert phase["planned_epochs"] == MAX_ADVERSARIAL_EPOCHS  # 54 or 108 images: the most epochs
     from cvae_sdk_training.export import export_generator
 
     result = export_generator(tmp_path / "run", tmp_path / "m.onnx", allow_low_fidelity=True)
     assert result.config.sample_shape == shape and result.config.num_classes == classes
-    chosen = load_checkpoint(tmp_path / "run" / "best.pt")["model_config"]["likelihood"]
-    assert chosen == ("bernoulli" if shape[0] == 1 else "gaussian")  # --likelihood auto, by channels
+    model_config = load_checkpoint(tmp_path / "run" / "best.pt")["model_config"]
+    assert model_config["likelihood"] == ("bernoulli" if shape[0] == 1 else "gaussian")  # --likelihood auto
+    assert model_config["latent_dim"] == result.config.latent_dim == (16 if shape[0] == 1 else 64)
     assert result.config.class_temperatures is not None and len(result.config.class_temperatures) == classes
 
 
@@ -254,6 +255,18 @@ def test_likelihood_auto_follows_the_channels_and_a_choice_wins() -> None:
     assert TrainConfig(data="unused", out="unused", likelihood="bernoulli").planned_likelihood(3) == "bernoulli"
     with pytest.raises(ValueError, match="likelihood must be auto, bernoulli or gaussian"):
         TrainConfig(data="unused", out="unused", likelihood="poisson")
+
+
+def test_latent_size_follows_the_channels_a_choice_wins_and_old_runs_keep_16() -> None:
+    from cvae_sdk.backends import TrainConfig
+
+    auto = TrainConfig(data="unused", out="unused")
+    assert (auto.planned_latent_dim(1), auto.planned_latent_dim(3)) == (16, 64)
+    assert TrainConfig(data="unused", out="unused", latent_dim=8).planned_latent_dim(3) == 8
+    saved = {k: v for k, v in auto.to_dict().items() if k != "latent_dim"}  # a run saved before the field could be None
+    assert TrainConfig.from_dict(saved).planned_latent_dim(3) == 16
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        TrainConfig(data="unused", out="unused", latent_dim=0)
 
 
 def test_more_prior_components_than_a_class_has_images_fail_before_training(tmp_path: Path,

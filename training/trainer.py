@@ -47,7 +47,8 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) above this 
 
 def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_classes: int) -> CVAE:
     model_cfg = ModelConfig(image_shape=image_shape, num_classes=num_classes,
-                            latent_dim=config.latent_dim, arch=config.arch,  # type: ignore[arg-type]
+                            latent_dim=config.planned_latent_dim(image_shape[0]),
+                            arch=config.arch,  # type: ignore[arg-type]
                             hidden=config.hidden, conv_channels=config.conv_channels,
                             upsample=config.upsample,  # type: ignore[arg-type]
                             prior=config.prior,  # type: ignore[arg-type]

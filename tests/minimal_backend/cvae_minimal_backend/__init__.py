@@ -44,7 +44,7 @@ class LinearBackend:
         means = np.stack([images[train][labels[train] == k].mean(0) for k in range(data.num_classes)])  # (K, P)
         centred = images[train] - means[labels[train]]
         cov = centred.T @ centred / len(train)  # (P, P)
-        state = _load(run / "last.npz") if resume else _init(config, images.shape[1])
+        state = _load(run / "last.npz") if resume else _init(config, images.shape[1], data.train.image_shape[0])
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if resume else []
         run.mkdir(parents=True, exist_ok=True)
         while state["epoch"] < config.epochs:
@@ -75,9 +75,9 @@ class LinearBackend:
         return Path(out)
 
 
-def _init(config: TrainConfig, pixels: int) -> dict[str, Any]:
+def _init(config: TrainConfig, pixels: int, channels: int) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
-    return {"weight": rng.normal(0.0, 0.1, (pixels, config.latent_dim)), "sigma2": np.float64(1.0),
+    return {"weight": rng.normal(0.0, 0.1, (pixels, config.planned_latent_dim(channels))), "sigma2": np.float64(1.0),
             "epoch": 0}
 
 
