@@ -7,7 +7,8 @@ For each set it runs exactly
 timing both, then scores the artifact at its own (calibrated) temperatures with an independent
 evaluation classifier: one trained by ``cvae-sdk classifier`` with another seed (or the shipped one
 for MNIST-based sets), never the run's own. Sets are built on the machine by
-``benchmarks/harder_sets.py``; nothing is committed as data. An export refused for low label
+``benchmarks/harder_sets.py``; nothing is committed as data (``photos`` crops the photographs inside
+scikit-image: ``pip install scikit-image`` first). An export refused for low label
 fidelity is recorded (``export_refused``), then the run is exported with ``--allow-low-fidelity``
 and scored anyway. Rows append to ``benchmarks/results/own_data.jsonl``; ``python
 benchmarks/doc_tables.py own-data`` renders them.
@@ -15,7 +16,7 @@ benchmarks/doc_tables.py own-data`` renders them.
 ``--train-flag`` adds a flag to ``train`` (repeat it; write ``--train-flag=--beta``): such a run is
 a variant, not the defaults, and its row goes to ``results/own_data_variants.jsonl`` with its flags.
 
-    python benchmarks/own_data.py glyphs mnist-3k scenes --work /tmp/own-data
+    python benchmarks/own_data.py glyphs mnist-3k scenes photos --work /tmp/own-data
     python benchmarks/own_data.py mnist-3k --train-flag=--beta --train-flag=1.0
 """
 
