@@ -293,19 +293,29 @@ def photos(n_train: int = 10_000, n_test: int = 5_000, seed: int = 0, size: int 
             "test_images": test_images, "test_labels": test_labels}
 
 
+SETS = ("glyphs", "mnist-3k", "scenes", "photos")
+
+
+def build(which: str, mnist: str, seed: int = 0, size: int = PHOTO_SIZE, train_images: int = 10_000
+          ) -> dict[str, np.ndarray]:
+    """The arrays of the set ``which`` (one of ``SETS``); ``size`` and ``train_images`` shape ``photos`` only."""
+    if which == "mnist-3k":
+        return mnist_subset(mnist)
+    builders = {"glyphs": lambda: glyphs(seed=seed), "scenes": lambda: scenes(seed=seed),
+                "photos": lambda: photos(train_images, seed=seed, size=size)}
+    return builders[which]()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["glyphs", "mnist-3k", "scenes", "photos"])
+    parser.add_argument("which", choices=SETS)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mnist", default="../shared/data/mnist")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=PHOTO_SIZE, help="photos only: the crops' side in pixels")
     parser.add_argument("--train-images", type=int, default=10_000, help="photos only")
     args = parser.parse_args()
-    builders = {"glyphs": lambda: glyphs(seed=args.seed), "mnist-3k": lambda: mnist_subset(args.mnist),
-                "scenes": lambda: scenes(seed=args.seed),
-                "photos": lambda: photos(args.train_images, seed=args.seed, size=args.size)}
-    arrays = builders[args.which]()
+    arrays = build(args.which, args.mnist, args.seed, args.size, args.train_images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     print(f"{args.out}: {arrays['images'].shape[0]} train, {arrays['test_images'].shape[0]} test images")

@@ -55,9 +55,7 @@ def build(name: str, work: Path, mnist: str) -> tuple[str, str | None]:
         return mnist, None
     path = work / f"{name}.npz"
     if not path.exists():
-        builders = {"glyphs": harder_sets.glyphs, "scenes": harder_sets.scenes, "photos": harder_sets.photos,
-                    "mnist-3k": lambda: harder_sets.mnist_subset(mnist)}
-        arrays = builders[name]()
+        arrays = harder_sets.build(name, mnist)
         import numpy as np
 
         np.savez_compressed(path, **arrays)

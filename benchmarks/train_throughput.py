@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import train
 
 from cvae_sdk import bench
@@ -38,8 +39,9 @@ def main() -> None:
             config = TrainConfig(data=args.data, out=str(Path(folder) / arch), arch=arch, epochs=args.epochs,
                                  aggregate_components=0)
             result = train(config, progress=False)
+            latent_dim = load_checkpoint(result.best_checkpoint)["model_config"]["latent_dim"]  # as the data sized it
         rates = [r["samples_per_s"] for r in result.history[1:]] or [result.history[0]["samples_per_s"]]
-        rows.append({"arch": arch, "latent_dim": config.planned_latent_dim(1), "batch_size": config.batch_size,
+        rows.append({"arch": arch, "latent_dim": latent_dim, "batch_size": config.batch_size,
                      "samples_per_s": round(statistics.median(rates), 1),
                      "epoch_seconds": round(statistics.median(r["seconds"] for r in result.history[1:]), 2),
                      "train_images": int(result.history[0]["samples_per_s"] * result.history[0]["seconds"] + 0.5)})

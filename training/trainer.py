@@ -335,16 +335,16 @@ class _Loop:
         eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
         return model.decode(mean + (0.5 * logvar).exp() * eps, y.to(self.device)).cpu().numpy()
 
-    def check_samples(self, model: CVAE) -> tuple[np.ndarray, np.ndarray]:
+    def check_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """LABEL_CHECK_PER_CLASS prior samples of each label (K * n, C, H, W) and their labels; same noise each call."""
-        y = torch.arange(model.cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
-        return self.prior_samples(model, y, self.config.seed + 4), y.numpy()
+        y = torch.arange(self.model.cfg.num_classes).repeat_interleave(LABEL_CHECK_PER_CLASS)
+        return self.prior_samples(self.model, y, self.config.seed + 4), y.numpy()
 
     def label_check(self) -> dict[str, Any]:
         """Share of prior samples the classifier assigns to the requested label (None without one)."""
         if self.classifier is None:
             return {"label_fidelity": None}
-        return self._fidelity(*self.check_samples(self.model))
+        return self._fidelity(*self.check_samples())
 
     def sample_health(self, images: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """What the adversarial phase watches: the label fidelity and diversity of samples (N, C, H, W) of labels y."""
