@@ -24,7 +24,8 @@ OWN_TARGETS = {"mnist": {"label_fidelity": 0.99, "worst_class_fidelity": 0.98, "
                          "diversity_ratio": 0.9},
                "other": {"label_fidelity": 0.95, "worst_class_fidelity": 0.90, "frechet_ratio": 2.5,
                          "diversity_ratio": 0.85}}
-COLOUR_SETS = ("scenes", "photos")  # judged by the colour bar: fidelity against the classifier's own accuracy
+# judged by the colour bar: fidelity against the classifier's own accuracy
+COLOUR_SETS = ("scenes", "photos", "photos64")
 
 
 def own_targets(row: dict[str, Any]) -> dict[str, float]:

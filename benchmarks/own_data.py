@@ -8,7 +8,7 @@ timing both, then scores the artifact at its own (calibrated) temperatures with 
 evaluation classifier: one trained by ``cvae-sdk classifier`` with another seed (or the shipped one
 for MNIST-based sets), never the run's own. Sets are built on the machine by
 ``benchmarks/harder_sets.py``; nothing is committed as data (``photos`` crops the photographs inside
-scikit-image: ``pip install scikit-image`` first). An export refused for low label
+scikit-image, ``pip install scikit-image`` first; ``photos64`` is the same at 64x64). An export refused for low label
 fidelity is recorded (``export_refused``), then the run is exported with ``--allow-low-fidelity``
 and scored anyway. Rows append to ``benchmarks/results/own_data.jsonl``; ``python
 benchmarks/doc_tables.py own-data`` renders them.
@@ -37,7 +37,7 @@ from cvae_sdk.quality import SHIPPED_CLASSIFIER  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "own_data.jsonl"
 VARIANTS = RESULTS.with_name("own_data_variants.jsonl")
-SETS = ("glyphs", "mnist-3k", "mnist", "scenes", "photos")
+SETS = ("glyphs", "mnist-3k", "mnist", "scenes", "photos", "photos64")
 CLASSIFIER_SEED = "1"  # the run's own classifier uses the training seed (0): this one differs
 
 
@@ -55,7 +55,7 @@ def build(name: str, work: Path, mnist: str) -> tuple[str, str | None]:
         return mnist, None
     path = work / f"{name}.npz"
     if not path.exists():
-        arrays = harder_sets.build(name, mnist)
+        arrays = harder_sets.build("photos", mnist, size=64) if name == "photos64" else harder_sets.build(name, mnist)
         import numpy as np
 
         np.savez_compressed(path, **arrays)

@@ -44,6 +44,10 @@ SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
 # The adversarial phase when --adversarial-epochs is not given: about this many images seen, within
 # [1, MAX_ADVERSARIAL_EPOCHS] epochs (benchmarks/quality.md, "The adversarial phase").
 ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS = 100_000, 10
+# Both budgets (and MIN_EPOCHS) count images of up to BUDGET_VALUES pixel values, 32x32 colour, the
+# largest size measured inside 20 minutes on 2 cores. A step costs about its pixel values, so larger
+# images see proportionally fewer (64x64 colour: a quarter; benchmarks/quality.md, "Larger images").
+BUDGET_VALUES = 32 * 32 * 3
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
@@ -57,6 +61,11 @@ LATENT_DIMS = {1: 16, 3: 64}
 # blurrier, less faithful samples, the fewer the worse (benchmarks/quality.md). CODE_BUDGET bounds the
 # artifact's metadata (2 x D numbers per code): beyond it each label keeps a random share of its images.
 CODE_BUDGET = 32768
+
+
+def budget_scale(image_values: int) -> float:
+    """The share of the training budgets an image of ``image_values`` values gets: 1 up to BUDGET_VALUES."""
+    return min(1.0, BUDGET_VALUES / max(1, image_values))
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,17 +147,22 @@ class TrainConfig:
         """--latent-dim, or the size for the images' channels (LATENT_DIMS)."""
         return self.latent_dim if self.latent_dim is not None else LATENT_DIMS.get(channels, LATENT_DIMS[3])
 
-    def planned_epochs(self, train_images: int) -> int:
-        """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS]."""
+    def planned_epochs(self, train_images: int, image_values: int) -> int:
+        """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS], both scaled
+        down for images of more than BUDGET_VALUES values (``image_values``: channels x height x width)."""
         if self.epochs is not None:
             return self.epochs
-        return max(MIN_EPOCHS, min(MAX_EPOCHS, round(SAMPLE_BUDGET / max(1, train_images))))
+        scale = budget_scale(image_values)
+        return max(math.ceil(MIN_EPOCHS * scale),
+                   min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
 
-    def planned_adversarial_epochs(self, train_images: int) -> int:
-        """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen, within [1, MAX_ADVERSARIAL_EPOCHS]."""
+    def planned_adversarial_epochs(self, train_images: int, image_values: int) -> int:
+        """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen (scaled as in planned_epochs),
+        within [1, MAX_ADVERSARIAL_EPOCHS]."""
         if self.adversarial_epochs is not None:
             return self.adversarial_epochs
-        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET / max(1, train_images))))
+        scale = budget_scale(image_values)
+        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images))))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

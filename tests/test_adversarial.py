@@ -124,12 +124,15 @@ def test_diversity_is_the_mean_pairwise_distance_within_labels() -> None:
 
 
 def test_phase_length_follows_the_data() -> None:
-    config = TrainConfig(data="d", out="o")
-    assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3) == 3
-    assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET) == 1
-    assert config.planned_adversarial_epochs(100) == MAX_ADVERSARIAL_EPOCHS
-    assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100) == 2
-    assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100) == 0
+    config, grey = TrainConfig(data="d", out="o"), 28 * 28
+    assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3, grey) == 3
+    assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET, grey) == 1
+    assert config.planned_adversarial_epochs(100, grey) == MAX_ADVERSARIAL_EPOCHS
+    # 64x64 colour images cost four times 32x32 colour ones: a quarter of the images
+    assert config.planned_adversarial_epochs(9_000, 3 * 32 * 32) == MAX_ADVERSARIAL_EPOCHS  # 11, capped
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64) == round(ADVERSARIAL_BUDGET / 4 / 9_000) == 3
+    assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, grey) == 2
+    assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, grey) == 0
     # runs saved before the phase existed resume without it
     saved = {k: v for k, v in config.to_dict().items() if k != "adversarial_epochs"}
     assert TrainConfig.from_dict(saved).adversarial_epochs == 0

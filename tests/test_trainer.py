@@ -236,15 +236,19 @@ def test_one_class_and_colour_64px_train_and_export(tmp_path: Path, shape: tuple
 
 
 def test_training_length_follows_the_data() -> None:
-    """About SAMPLE_BUDGET examples seen, at least MIN_EPOCHS and at most MAX_EPOCHS; --epochs wins."""
-    from cvae_sdk.backends import MAX_EPOCHS, MIN_EPOCHS, SAMPLE_BUDGET, TrainConfig
+    """About SAMPLE_BUDGET examples seen, at least MIN_EPOCHS and at most MAX_EPOCHS; --epochs wins.
+    Images beyond 32x32 colour scale the budget and MIN_EPOCHS down by their pixel values."""
+    from cvae_sdk.backends import BUDGET_VALUES, MAX_EPOCHS, MIN_EPOCHS, SAMPLE_BUDGET, TrainConfig
 
-    config = TrainConfig(data="unused", out="unused")
-    assert config.planned_epochs(9_000) == round(SAMPLE_BUDGET / 9_000)  # a 10,000-image set: 111 epochs
-    assert config.planned_epochs(21_911) == round(SAMPLE_BUDGET / 21_911)  # MNIST's train split: 46
-    assert config.planned_epochs(60_000) == MIN_EPOCHS == 40              # the full MNIST
-    assert config.planned_epochs(2_700) == MAX_EPOCHS                     # small data stops early instead
-    assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911) == 3
+    config, grey = TrainConfig(data="unused", out="unused"), 28 * 28
+    assert config.planned_epochs(9_000, grey) == round(SAMPLE_BUDGET / 9_000)  # a 10,000-image set: 111 epochs
+    assert config.planned_epochs(21_911, grey) == round(SAMPLE_BUDGET / 21_911)  # MNIST's train split: 46
+    assert config.planned_epochs(60_000, grey) == MIN_EPOCHS == 40              # the full MNIST
+    assert config.planned_epochs(2_700, grey) == MAX_EPOCHS                     # small data stops early instead
+    assert config.planned_epochs(9_000, BUDGET_VALUES) == 111                   # 32x32 colour: the full budget
+    assert config.planned_epochs(9_000, 3 * 64 * 64) == round(SAMPLE_BUDGET / 4 / 9_000) == 28  # 64x64 colour
+    assert config.planned_epochs(60_000, 3 * 64 * 64) == MIN_EPOCHS // 4        # its floor shrinks alike
+    assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911, 3 * 64 * 64) == 3
 
 
 def test_likelihood_auto_follows_the_channels_and_a_choice_wins() -> None:

@@ -131,7 +131,7 @@ class _Loop:
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.net: torch.nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
-        self.total_epochs = config.planned_epochs(data.x.shape[0])
+        self.total_epochs = config.planned_epochs(data.x.shape[0], math.prod(data.x.shape[1:]))
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
@@ -398,7 +398,7 @@ class _Loop:
 
     def sharpen(self, best: dict[str, Any], progress: bool) -> None:
         """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
-        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0])
+        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], math.prod(self.data.x.shape[1:]))
         if epochs == 0 or "adversarial" in best:
             return
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
