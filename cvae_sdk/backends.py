@@ -83,6 +83,7 @@ class TrainConfig:
     hidden: int = 512
     conv_channels: int = 32
     upsample: str = "subpixel"  # the conv decoder's upsampling: "subpixel" or "transpose"
+    doublings: int = 2  # how often the conv decoder doubles its resolution (benchmarks/quality.md, "Larger images")
     prior: str = "learned"
     likelihood: str = "auto"  # "auto": Bernoulli for grey images, the optimal-sigma Gaussian for colour (LIKELIHOODS)
     epochs: int | None = None  # None: sized from the data (SAMPLE_BUDGET), with early stopping
@@ -118,6 +119,7 @@ class TrainConfig:
              f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.doublings >= 2, f"doublings must be >= 2, got {self.doublings}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),

@@ -86,6 +86,9 @@ def train(
     upsample: Annotated[Literal["subpixel", "transpose"], typer.Option(
         help="How the conv decoder doubles resolution: subpixel (3x3 conv + pixel shuffle) or transpose "
              "(4x4 transposed conv).")] = _D.upsample,  # type: ignore[assignment]
+    doublings: Annotated[int, typer.Option(
+        help="How many times the conv decoder doubles resolution (the encoder halves it as often); the images "
+             "need at least 2^N pixels a side.")] = _D.doublings,
     prior: Annotated[Literal["learned", "standard"], typer.Option(
         help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
     likelihood: Annotated[Literal["auto", "bernoulli", "gaussian"], typer.Option(

@@ -57,6 +57,34 @@ def test_parity_at_dynamic_batch_sizes(tiny_run: Path, tiny_model: Path, n: int)
     assert 0.0 <= got.min() and got.max() <= 1.0
 
 
+def test_a_decoder_of_three_doublings_exports_as_trained(tmp_path: Path) -> None:
+    """--doublings 3 on 40x40 colour images: written unfolded (DepthToSpace), equal to the trained decoder."""
+    from conftest import make_images, tiny_config
+    from cvae_sdk_training.trainer import train
+
+    from cvae_sdk import Generator
+
+    images, labels = make_images(120, (3, 40, 40), 3, 0)
+    data = tmp_path / "colour.npz"
+    np.savez(data, images=images, labels=labels)
+    train(tiny_config(data, tmp_path / "run", epochs=1, doublings=3), progress=False)
+    model, _ = load_model(tmp_path / "run")
+    assert model.cfg.doublings == 3
+    out = tmp_path / "colour.onnx"
+    export_generator(tmp_path / "run", out, allow_low_fidelity=True, contrast=1.0)
+    ops = [node.op_type for node in onnx.load(str(out)).graph.node]
+    assert ops.count("Conv") == 3 and ops.count("DepthToSpace") == 3
+    generator = Generator.from_pretrained(out)
+    z = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(6) % 3]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["samples"], {"z": z, "y": y})[0]
+    with torch.inference_mode():
+        want = GenerativePath(model.decoder)(torch.from_numpy(z), torch.from_numpy(y)).numpy()
+    assert got.shape == (6, 3, 40, 40) and np.abs(got - want).max() <= 1e-5
+    assert generator.generate([0, 1, 2], 2, rng=0).samples.shape == (6, 3, 40, 40)
+
+
 def test_metadata_round_trip(tiny_run: Path, tiny_model: Path) -> None:
     session = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map

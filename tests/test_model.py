@@ -56,13 +56,36 @@ def test_folded_subpixel_decoder_is_the_trained_function(shape: tuple[int, int, 
         FoldedSubpixelDecoder.fold(decoder, ModelConfig(image_shape=shape, num_classes=4, upsample="transpose"))
 
 
+@pytest.mark.parametrize(("shape", "doublings", "base"), [((1, 28, 28), 2, (7, 7)), ((3, 33, 40), 3, (5, 5)),
+                                                     ((3, 64, 64), 3, (8, 8)), ((3, 128, 100), 4, (8, 7))])
+@pytest.mark.parametrize("upsample", ["subpixel", "transpose"])
+def test_more_doublings_start_from_a_smaller_first_map(
+        shape: tuple[int, int, int], doublings: int, base: tuple[int, int], upsample: str) -> None:
+    """--doublings N: the dense layer paints a map 2^N times smaller a side; N conv steps up, N down."""
+    cfg = ModelConfig(image_shape=shape, num_classes=3, latent_dim=4, hidden=16, conv_channels=4,
+                      upsample=upsample, doublings=doublings)  # type: ignore[arg-type]
+    model = CVAE(cfg)
+    assert model.decoder.base == (8, *base)
+    x, y = torch.rand(2, *shape), torch.tensor([0, 2])
+    mu, _ = model.encode(x, y)
+    assert mu.shape == (2, 4) and model.decode(mu, y).shape == (2, *shape)
+    convs = [m for m in model.decoder.deconvs if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert len(convs) == doublings == sum(isinstance(m, torch.nn.Conv2d) for m in model.encoder.convs)
+    if doublings != 2 and upsample == "subpixel":
+        with pytest.raises(ValueError, match="only a decoder of two doublings folds"):
+            FoldedSubpixelDecoder.fold(model.decoder, cfg)
+    with pytest.raises(ValueError, match="doublings must be >= 2"):
+        ModelConfig(image_shape=shape, num_classes=3, doublings=1)
+
+
 def test_configs_saved_before_upsample_existed_build_transposed_convs() -> None:
     """The shipped model and older runs saved no ``upsample``: they load as the decoder they trained."""
     from cvae_sdk.backends import TrainConfig
 
     saved = ModelConfig(image_shape=(1, 8, 8), num_classes=2, hidden=8, latent_dim=2).to_dict()
-    del saved["upsample"]
+    del saved["upsample"], saved["doublings"]
     model = CVAE(ModelConfig.from_dict(saved))
+    assert model.cfg.doublings == 2
     assert [type(m).__name__ for m in model.decoder.deconvs] == ["ConvTranspose2d", "ReLU", "ConvTranspose2d"]
     assert TrainConfig.from_dict({"data": "d", "out": "o"}).upsample == "transpose"
     assert TrainConfig(data="d", out="o").upsample == ModelConfig((1, 8, 8), 2).upsample == "subpixel"

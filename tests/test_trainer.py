@@ -195,6 +195,8 @@ def _npz(path: Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray
     ("skipped", r"class\(es\) \['1', '3'\] have no training images"),
     ("tiny", "images are 1x1 pixels; cvae-sdk needs at least 4x4"),
     ("large", "images are 8x130 pixels; cvae-sdk trains on at most 128x128 .* Resize the images"),
+    ("doublings", "images are 8x12 pixels; --doublings 4 halves them 4 times and needs at least 16 pixels a side: "
+                  "lower --doublings"),
 ])
 def test_untrainable_data_is_one_line_naming_the_limit(tmp_path: Path, case: str, message: str) -> None:
     rng = np.random.default_rng(0)
@@ -205,10 +207,13 @@ def test_untrainable_data_is_one_line_naming_the_limit(tmp_path: Path, case: str
         data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 8, 8), dtype=np.uint8), np.arange(90) % 3 * 2)
     elif case == "large":
         data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (30, 8, 130), dtype=np.uint8), np.arange(30) % 3)
+    elif case == "doublings":
+        data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 8, 12), dtype=np.uint8), np.arange(90) % 3)
     else:
         data = _npz(tmp_path / "d.npz", rng.integers(0, 255, (90, 1, 1), dtype=np.uint8), np.arange(90) % 3)
     done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(data), "--out",
-                           str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, timeout=300)
+                           str(tmp_path / "run"), "--quiet", *(["--doublings", "4"] if case == "doublings" else [])],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert re.search(message, done.stderr), done.stderr
     assert not (tmp_path / "run").exists()  # a failed check writes nothing

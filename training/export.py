@@ -77,9 +77,9 @@ class GenerativePath(nn.Module):
 
 
 def exported_decoder(model: CVAE) -> nn.Module:
-    """The decoder as export writes it: a sub-pixel one folded (:class:`FoldedSubpixelDecoder`, the same
-    function at about 1.3x the onnxruntime rate), any other as trained."""
-    if model.cfg.arch == "conv" and model.cfg.upsample == "subpixel":
+    """The decoder as export writes it: a sub-pixel one of two doublings folded (:class:`FoldedSubpixelDecoder`,
+    the same function at about 1.3x the onnxruntime rate), any other as trained."""
+    if model.cfg.arch == "conv" and model.cfg.upsample == "subpixel" and model.cfg.doublings == 2:
         return FoldedSubpixelDecoder.fold(model.decoder, model.cfg)
     return model.decoder
 

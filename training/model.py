@@ -37,6 +37,7 @@ class ModelConfig:
     hidden: int = 512
     conv_channels: int = 32
     upsample: Upsample = "subpixel"  # how the conv decoder doubles its resolution (ConvDecoder)
+    doublings: int = 2               # how often it doubles its resolution (and the conv encoder halves it)
     prior: PriorKind = "learned"
     likelihood: Likelihood = "bernoulli"
 
@@ -52,6 +53,8 @@ class ModelConfig:
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         if self.latent_dim < 1 or self.num_classes < 1 or self.hidden < 1:
             raise ValueError("latent_dim, num_classes and hidden must all be >= 1")
+        if self.doublings < 2:
+            raise ValueError(f"doublings must be >= 2, got {self.doublings}")
 
     @property
     def num_pixels(self) -> int:
@@ -85,7 +88,7 @@ class MlpEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Two stride-2 convolutions over the image with the label broadcast as extra channels."""
+    """Stride-2 convolutions (``doublings`` of them) over the image with the label broadcast as extra channels."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -94,8 +97,10 @@ class ConvEncoder(nn.Module):
         self.convs = nn.Sequential(
             nn.Conv2d(c + cfg.num_classes, ch, 4, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.ReLU(),
+            *itertools.chain.from_iterable((nn.Conv2d(2 * ch, 2 * ch, 4, stride=2, padding=1), nn.ReLU())
+                                           for _ in range(cfg.doublings - 2)),
         )
-        flat = 2 * ch * (h // 4) * (w // 4)
+        flat = 2 * ch * (h >> cfg.doublings) * (w >> cfg.doublings)  # each 4x4 stride-2 conv floors the side's half
         self.head = nn.Sequential(
             nn.Linear(flat + cfg.num_classes, cfg.hidden), nn.ReLU(),
             nn.Linear(cfg.hidden, 2 * cfg.latent_dim),
@@ -104,7 +109,7 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor, y_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, h, w = x.shape
         y_maps = y_onehot[:, :, None, None].expand(b, -1, h, w)    # (B, K, H, W)
-        feats = self.convs(torch.cat([x, y_maps], dim=1)).flatten(1)  # (B, 2ch*H/4*W/4)
+        feats = self.convs(torch.cat([x, y_maps], dim=1)).flatten(1)  # (B, 2ch * H/2^d * W/2^d)
         mu, logvar = self.head(torch.cat([feats, y_onehot], dim=1)).chunk(2, dim=1)
         return mu, logvar
 
@@ -160,16 +165,18 @@ class MlpDecoder(nn.Module):
 
 
 def _coarse_map_layers(cfg: ModelConfig) -> tuple[tuple[int, int, int], LatentLabelLinear, nn.Sequential]:
-    """The conv decoders' start: [z, y] -> hidden -> a (2ch, ceil(H/4), ceil(W/4)) map, flattened."""
+    """The conv decoders' start: [z, y] -> hidden -> a (2ch, ceil(H/2^d), ceil(W/2^d)) map, flattened."""
     _, h, w = cfg.image_shape
-    base = (2 * cfg.conv_channels, math.ceil(h / 4), math.ceil(w / 4))
+    scale = 2 ** cfg.doublings
+    base = (2 * cfg.conv_channels, math.ceil(h / scale), math.ceil(w / scale))
     first = LatentLabelLinear(cfg.latent_dim, cfg.num_classes, cfg.hidden)  # first: seeded init draws in order
     fc = nn.Sequential(nn.ReLU(), nn.Linear(cfg.hidden, int(math.prod(base))), nn.ReLU())
     return base, first, fc
 
 
 class ConvDecoder(nn.Module):
-    """Linear to a (2ch, ceil(H/4), ceil(W/4)) map, doubled twice in resolution, cropped to (H, W).
+    """Linear to a (2ch, ceil(H/2^d), ceil(W/2^d)) map, doubled d times in resolution (d: the config's
+    ``doublings``, two by default), cropped to (H, W); the steps between the first and the last keep ch channels.
 
     ``upsample="subpixel"`` (the default) doubles with a 3x3 convolution to four times the channels
     and a pixel shuffle (Shi et al., 2016; ONNX Conv + DepthToSpace): each output pixel sees a 3x3
@@ -183,19 +190,24 @@ class ConvDecoder(nn.Module):
         c, ch = cfg.image_shape[0], cfg.conv_channels
         self.image_shape = cfg.image_shape
         self.base, self.input, self.fc = _coarse_map_layers(cfg)
+        middle = range(cfg.doublings - 2)
         if cfg.upsample == "subpixel":
             self.deconvs = nn.Sequential(
                 nn.Conv2d(2 * ch, 4 * ch, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(),
+                *itertools.chain.from_iterable(
+                    (nn.Conv2d(ch, 4 * ch, 3, padding=1), nn.PixelShuffle(2), nn.ReLU()) for _ in middle),
                 nn.Conv2d(ch, 4 * c, 3, padding=1), nn.PixelShuffle(2),
             )
         else:
             self.deconvs = nn.Sequential(
                 nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.ReLU(),
+                *itertools.chain.from_iterable(
+                    (nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1), nn.ReLU()) for _ in middle),
                 nn.ConvTranspose2d(ch, c, 4, stride=2, padding=1),
             )
 
     def forward(self, z: torch.Tensor, y_onehot: torch.Tensor) -> torch.Tensor:
-        h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/4, W/4)
+        h = self.fc(self.input(z, y_onehot)).view(-1, *self.base)  # (B, 2ch, H/2^d, W/2^d)
         _, height, width = self.image_shape
         return self.deconvs(h)[:, :, :height, :width]              # (B, C, H, W)
 
@@ -253,6 +265,8 @@ class FoldedSubpixelDecoder(nn.Module):
         """The folded twin of a trained sub-pixel :class:`ConvDecoder` (equal outputs up to float rounding)."""
         if cfg.upsample != "subpixel":
             raise ValueError(f"only a sub-pixel decoder folds, this one upsamples by {cfg.upsample!r}")
+        if cfg.doublings != 2:
+            raise ValueError(f"only a decoder of two doublings folds, this one has {cfg.doublings}")
         trained = {k: v.detach() for k, v in decoder.state_dict().items()}
         w2, b2 = trained["deconvs.3.weight"], trained["deconvs.3.bias"]  # (4C, ch, 3, 3), (4C,)
         c, ch = w2.shape[0] // 4, w2.shape[1]

@@ -51,9 +51,13 @@ def _shipped_match(dataset: Dataset) -> Path | None:
         return None
 
 
-def check_trainable(dataset: Dataset) -> None:
+def check_trainable(dataset: Dataset, doublings: int = 2) -> None:
     """Refuse data a CVAE cannot be trained on, naming the limit, before any work."""
     _, h, w = dataset.train.image_shape
+    if min(h, w) < MIN_SIDE or min(h, w) < 2 ** doublings:
+        if doublings > 2 and min(h, w) >= MIN_SIDE:
+            raise ValueError(f"images are {h}x{w} pixels; --doublings {doublings} halves them {doublings} times "
+                             f"and needs at least {2 ** doublings} pixels a side: lower --doublings")
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"images are {h}x{w} pixels; cvae-sdk needs at least {MIN_SIDE}x{MIN_SIDE} (its conv "
                          "encoder and evaluation classifier halve the image twice). Resize or pad the images")
@@ -94,7 +98,7 @@ def preflight(config: TrainConfig, resume: bool
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
     device = resolve_device(config.device)
     dataset = open_dataset(config.data, mirror=config.mirror)
-    check_trainable(dataset)
+    check_trainable(dataset, config.doublings)
     if config.tensorboard:
         check_installed()
     components = config.aggregate_components

@@ -51,6 +51,7 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
                             arch=config.arch,  # type: ignore[arg-type]
                             hidden=config.hidden, conv_channels=config.conv_channels,
                             upsample=config.upsample,  # type: ignore[arg-type]
+                            doublings=config.doublings,
                             prior=config.prior,  # type: ignore[arg-type]
                             likelihood=config.planned_likelihood(image_shape[0]))  # type: ignore[arg-type]
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
