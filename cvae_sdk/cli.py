@@ -86,9 +86,8 @@ def train(
     upsample: Annotated[Literal["subpixel", "transpose"], typer.Option(
         help="How the conv decoder doubles resolution: subpixel (3x3 conv + pixel shuffle) or transpose "
              "(4x4 transposed conv).")] = _D.upsample,  # type: ignore[assignment]
-    doublings: Annotated[int, typer.Option(
-        help="How many times the conv decoder doubles resolution (the encoder halves it as often); the images "
-             "need at least 2^N pixels a side.")] = _D.doublings,
+    doublings: Annotated[int, typer.Option(help="Times the conv decoder doubles resolution (the encoder halves "
+                                                "as often); images need 2^N pixels a side.")] = _D.doublings,
     prior: Annotated[Literal["learned", "standard"], typer.Option(
         help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
     likelihood: Annotated[Literal["auto", "bernoulli", "gaussian"], typer.Option(
@@ -99,8 +98,7 @@ def train(
              "seen, 40-200 epochs), stopped early by --patience.")] = _D.epochs,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
                                                "ELBO; the best checkpoint is kept (0: never).")] = _D.patience,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size (global: split across --nproc processes).")
-                          ] = _D.batch_size,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size (global, split over --nproc).")] = _D.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D.lr,
     lr_schedule: Annotated[Literal["cosine", "constant"], typer.Option(
         help="cosine: decay to lr/20 over the planned epochs.")] = _D.lr_schedule,  # type: ignore[assignment]
