@@ -54,13 +54,12 @@ def _shipped_match(dataset: Dataset) -> Path | None:
 def check_trainable(dataset: Dataset, doublings: int = 2) -> None:
     """Refuse data a CVAE cannot be trained on, naming the limit, before any work."""
     _, h, w = dataset.train.image_shape
-    if min(h, w) < MIN_SIDE or min(h, w) < 2 ** doublings:
-        if doublings > 2 and min(h, w) >= MIN_SIDE:
-            raise ValueError(f"images are {h}x{w} pixels; --doublings {doublings} halves them {doublings} times "
-                             f"and needs at least {2 ** doublings} pixels a side: lower --doublings")
     if min(h, w) < MIN_SIDE:
         raise ValueError(f"images are {h}x{w} pixels; cvae-sdk needs at least {MIN_SIDE}x{MIN_SIDE} (its conv "
                          "encoder and evaluation classifier halve the image twice). Resize or pad the images")
+    if min(h, w) < 2 ** doublings:
+        raise ValueError(f"images are {h}x{w} pixels; --doublings {doublings} halves them {doublings} times "
+                         f"and needs at least {2 ** doublings} pixels a side: lower --doublings")
     if max(h, w) > MAX_SIDE:
         raise ValueError(f"images are {h}x{w} pixels; cvae-sdk trains on at most {MAX_SIDE}x{MAX_SIDE} (its decoder "
                          "paints a quarter-size map from one dense layer, whose weights grow with the image's area). "
