@@ -48,6 +48,13 @@ ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS = 100_000, 10
 # largest size measured inside 20 minutes on 2 cores. A step costs about its pixel values, so larger
 # images see proportionally fewer (64x64 colour: a quarter; benchmarks/quality.md, "Larger images").
 BUDGET_VALUES = 32 * 32 * 3
+# --precision auto: bfloat16 mixed precision (torch.autocast) where the budgets above are cut, images of
+# more than BUDGET_VALUES values, on a CPU that computes bfloat16 natively (AVX512-BF16 or AMX); float32
+# elsewhere, where every recorded quality row was trained. A mixed-precision step costs about
+# BF16_STEP_COST of a float32 one (results/precision_step.json), so its images count that much towards
+# the budgets.
+PRECISIONS = ("auto", "fp32", "bf16")
+BF16_STEP_COST = 0.6
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
@@ -63,9 +70,11 @@ LATENT_DIMS = {1: 16, 3: 64}
 CODE_BUDGET = 32768
 
 
-def budget_scale(image_values: int) -> float:
-    """The share of the training budgets an image of ``image_values`` values gets: 1 up to BUDGET_VALUES."""
-    return min(1.0, BUDGET_VALUES / max(1, image_values))
+def budget_scale(image_values: int, precision: str = "fp32") -> float:
+    """The share of the training budgets an image of ``image_values`` values gets, trained at ``precision``
+    ("fp32" or "bf16"): 1 up to BUDGET_VALUES (float32) or BUDGET_VALUES / BF16_STEP_COST (bfloat16)."""
+    cost = image_values * (BF16_STEP_COST if precision == "bf16" else 1.0)
+    return min(1.0, BUDGET_VALUES / max(1.0, cost))
 
 
 class TrainingDiverged(RuntimeError):
@@ -110,6 +119,7 @@ class TrainConfig:
     adversarial_epochs: int | None = None
     adversarial_weight: float = 1.0
     tensorboard: bool = False  # also log every epoch to RUN/tensorboard (training/board.py)
+    precision: str = "auto"  # the training steps' arithmetic (PRECISIONS; planned_precision)
 
     def __post_init__(self) -> None:
         checks = [
@@ -136,6 +146,7 @@ class TrainConfig:
              f"adversarial_weight must be a finite number > 0, got {self.adversarial_weight}"),
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -149,21 +160,29 @@ class TrainConfig:
         """--latent-dim, or the size for the images' channels (LATENT_DIMS)."""
         return self.latent_dim if self.latent_dim is not None else LATENT_DIMS.get(channels, LATENT_DIMS[3])
 
-    def planned_epochs(self, train_images: int, image_values: int) -> int:
+    def planned_precision(self, image_values: int, native_bf16: bool) -> str:
+        """--precision, or with "auto" "bf16" for images of more than BUDGET_VALUES values on a device that
+        computes bfloat16 natively (``native_bf16``), else "fp32"."""
+        if self.precision != "auto":
+            return self.precision
+        return "bf16" if native_bf16 and image_values > BUDGET_VALUES else "fp32"
+
+    def planned_epochs(self, train_images: int, image_values: int, precision: str = "fp32") -> int:
         """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS], both scaled
-        down for images of more than BUDGET_VALUES values (``image_values``: channels x height x width)."""
+        down for images of more than BUDGET_VALUES values (``image_values``: channels x height x width),
+        counted at the step cost of ``precision`` (budget_scale)."""
         if self.epochs is not None:
             return self.epochs
-        scale = budget_scale(image_values)
+        scale = budget_scale(image_values, precision)
         return max(math.ceil(MIN_EPOCHS * scale),
                    min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
 
-    def planned_adversarial_epochs(self, train_images: int, image_values: int) -> int:
+    def planned_adversarial_epochs(self, train_images: int, image_values: int, precision: str = "fp32") -> int:
         """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen (scaled as in planned_epochs),
         within [1, MAX_ADVERSARIAL_EPOCHS]."""
         if self.adversarial_epochs is not None:
             return self.adversarial_epochs
-        scale = budget_scale(image_values)
+        scale = budget_scale(image_values, precision)
         return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images))))
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,8 +191,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Runs saved before ``upsample`` existed had transposed convolutions, before ``augment`` none,
-        before the adversarial phase none, and before the latent was sized by channels 16 dimensions."""
-        return cls(**{"upsample": "transpose", "augment": "none", "adversarial_epochs": 0, "latent_dim": 16, **data})
+        before the adversarial phase none, before the latent was sized by channels 16 dimensions, and
+        before ``precision`` float32 steps."""
+        return cls(**{"upsample": "transpose", "augment": "none", "adversarial_epochs": 0, "latent_dim": 16,
+                      "precision": "fp32", **data})
 
 
 @dataclass(frozen=True)

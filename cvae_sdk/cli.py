@@ -111,8 +111,7 @@ def train(
     classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
                                                          "the shipped one if it fits the data, else one fitted "
                                                          "on the train split in seconds).")] = None,
-    warmup_epochs: Annotated[float, typer.Option(help="Epochs of linear KL warm-up from 0 to beta.")
-                             ] = _D.warmup_epochs,
+    warmup_epochs: Annotated[float, typer.Option(help="Epochs of KL warm-up from 0 to beta.")] = _D.warmup_epochs,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
     aggregate_components: Annotated[int | None, typer.Option(
         help="Gaussians per label fitted to the aggregate posterior after training (0: off; default: the "
@@ -123,11 +122,12 @@ def train(
              "patch discriminator to draw sharp images at the same sampling cost (0: off; default: about "
              "100,000 images seen, 1-10 epochs).")] = _D.adversarial_epochs,
     adversarial_weight: Annotated[float, typer.Option(
-        help="Weight of the adversarial phase's GAN term against the reconstruction term.")
-    ] = _D.adversarial_weight,
+        help="Weight of the adversarial phase's GAN term against the reconstruction term.")] = _D.adversarial_weight,
     tensorboard: Annotated[bool, typer.Option(help="Also log every epoch's numbers and sample grid to "
-                                                   "RUN/tensorboard (needs the tensorboard package).")
-                           ] = _D.tensorboard,
+                                                   "RUN/tensorboard (needs tensorboard).")] = _D.tensorboard,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
+        help="Training arithmetic: bf16 is bfloat16 mixed precision; auto takes it for images above 32x32 colour "
+             "on a CPU with native bfloat16, else fp32.")] = _D.precision,  # type: ignore[assignment]
     seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = _D.seed,
     device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(
         help="Training device.")] = _D.device,  # type: ignore[assignment]

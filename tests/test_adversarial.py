@@ -131,6 +131,8 @@ def test_phase_length_follows_the_data() -> None:
     # 64x64 colour images cost four times 32x32 colour ones: a quarter of the images
     assert config.planned_adversarial_epochs(9_000, 3 * 32 * 32) == MAX_ADVERSARIAL_EPOCHS  # 11, capped
     assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64) == round(ADVERSARIAL_BUDGET / 4 / 9_000) == 3
+    bf16 = config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16")  # a bfloat16 step costs 0.6 of one
+    assert bf16 == round(ADVERSARIAL_BUDGET / (4 * 0.6) / 9_000) == 5
     assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, grey) == 2
     assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, grey) == 0
     # runs saved before the phase existed resume without it

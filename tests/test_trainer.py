@@ -254,6 +254,44 @@ def test_training_length_follows_the_data() -> None:
     assert config.planned_epochs(9_000, 3 * 64 * 64) == round(SAMPLE_BUDGET / 4 / 9_000) == 28  # 64x64 colour
     assert config.planned_epochs(60_000, 3 * 64 * 64) == MIN_EPOCHS // 4        # its floor shrinks alike
     assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911, 3 * 64 * 64) == 3
+    # bfloat16 steps cost 0.6 of float32 ones: 64x64 colour then gets 0.42 of the budget, 32x32 colour still all
+    assert config.planned_epochs(9_000, 3 * 64 * 64, "bf16") == round(SAMPLE_BUDGET / (4 * 0.6) / 9_000) == 46
+    assert config.planned_epochs(9_000, BUDGET_VALUES, "bf16") == 111
+
+
+def test_precision_auto_takes_bf16_only_for_large_images_on_native_hardware_and_a_choice_wins() -> None:
+    from cvae_sdk.backends import BUDGET_VALUES, TrainConfig
+
+    auto = TrainConfig(data="unused", out="unused")
+    assert auto.planned_precision(3 * 64 * 64, native_bf16=True) == "bf16"
+    assert auto.planned_precision(3 * 64 * 64, native_bf16=False) == "fp32"
+    assert auto.planned_precision(BUDGET_VALUES, native_bf16=True) == "fp32"  # where every quality row was trained
+    assert TrainConfig(data="unused", out="unused", precision="fp32").planned_precision(3 * 64 * 64, True) == "fp32"
+    assert TrainConfig(data="unused", out="unused", precision="bf16").planned_precision(28 * 28, False) == "bf16"
+    assert TrainConfig.from_dict({"data": "d", "out": "o"}).precision == "fp32"  # runs saved before it trained so
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(data="unused", out="unused", precision="fp16")
+
+
+def test_bf16_steps_keep_float32_weights_track_float32_losses_and_resume_exactly(tiny_npz: Path,
+                                                                                tmp_path: Path) -> None:
+    """Mixed precision through both phases: float32 weights, losses near a float32 run's, exact --resume."""
+    flat = {"aggregate_components": 0, "lr_schedule": "constant", "adversarial_epochs": 1}
+    train(tiny_config(tiny_npz, tmp_path / "fp32", epochs=3, precision="fp32", **flat), progress=False)
+    full = tmp_path / "full"
+    train(tiny_config(tiny_npz, full, epochs=3, precision="bf16", **flat), progress=False)
+    part = tmp_path / "part"
+    train(tiny_config(tiny_npz, part, epochs=1, precision="bf16", **flat), progress=False)
+    train(tiny_config(tiny_npz, part, epochs=3, precision="bf16", **flat), resume=True, progress=False)
+    assert {r["precision"] for r in _metrics(full)} == {"bf16"}
+    for a, b in zip(_metrics(full), _metrics(part), strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_elbo"] == b["val_elbo"]
+    for a, b in zip(_metrics(full), _metrics(tmp_path / "fp32"), strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=0.02)
+    best, again = load_checkpoint(full / "best.pt"), load_checkpoint(part / "best.pt")
+    assert best["adversarial"]["precision"] == "bf16" and best["adversarial"]["epochs"] >= 0
+    assert all(v.dtype == torch.float32 for v in best["model"].values() if v.is_floating_point())
+    assert all(torch.equal(v, again["model"][k]) for k, v in best["model"].items())
 
 
 def test_likelihood_auto_follows_the_channels_and_a_choice_wins() -> None:

@@ -48,6 +48,7 @@ from cvae_sdk.quality import mean_pairwise_distance
 from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
 from .export import choose_prior
 from .model import CVAE
+from .precision import autocast
 
 PHASE_FILE = "adversarial.pt"
 PHASE_VERSION = 2             # the discriminator's form in adversarial.pt: 1 had spectral normalisation
@@ -104,8 +105,10 @@ class AdversarialPhase:
     def __init__(self, model: CVAE, best: dict[str, Any], x: torch.Tensor, y: torch.Tensor, epochs: int,
                  weight: float, seed: int, run_dir: Path,
                  health: Callable[[np.ndarray, np.ndarray], dict[str, float]],
-                 interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 precision: str = "fp32") -> None:
         self.model, self.x, self.y = model, x, y                       # x (N, C, H, W), y (N,) on the device
+        self.precision = precision                                     # the steps' arithmetic (training/precision.py)
         self.epochs, self.weight, self.run_dir = epochs, weight, run_dir
         self.health, self.interrupted, self.on_epoch = health, interrupted, on_epoch
         self.device = x.device
@@ -182,6 +185,7 @@ class AdversarialPhase:
             if progress:
                 print(_summary_line(record, self.epochs, self.reference), file=sys.stderr, flush=True)
         summary = {"epochs": self.epoch, "planned_epochs": self.epochs, "weight": self.weight, "loss": GAN_LOSS,
+                   "precision": self.precision,
                    "fakes": ["reconstructions", *(["prior samples"] if self.prior_fakes else [])],
                    "reference": self.reference, "history": self.history, "stopped": stopped,
                    "seconds": float(sum(r["seconds"] for r in self.history))}
@@ -251,19 +255,21 @@ class AdversarialPhase:
         with torch.no_grad():
             mu, logvar = self.model.encode(x, y)                                              # (B, D), frozen
             z = mu + (0.5 * logvar).exp() * eps.to(self.device)
-        logits = self.model.decode_logits(z, y)                                               # (B, C, H, W)
+        with autocast(self.precision, self.device):
+            logits = self.model.decode_logits(z, y).float()                                   # (B, C, H, W)
         fakes = [torch.sigmoid(logits)]
         if self.prior_fakes:  # samples from the prior too: the decoder learns to draw sharp images from its holes
-            fakes.append(self.model.decode(self.prior_sample(y, eps_prior), y))
-        d_loss = F.softplus(-self.disc(x, y)).mean() + sum(                                 # non-saturating
-            F.softplus(self.disc(fake.detach(), y)).mean() for fake in fakes) / len(fakes)
+            with autocast(self.precision, self.device):
+                fakes.append(self.model.decode(self.prior_sample(y, eps_prior), y).float())
+        d_loss = F.softplus(-self.judge(x, y)).mean() + sum(                                # non-saturating
+            F.softplus(self.judge(fake.detach(), y)).mean() for fake in fakes) / len(fakes)
         if not torch.isfinite(d_loss):
             return math.nan, math.nan, d_loss.item(), math.nan  # neither network is updated
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         rec = self.model.recon_nll(logits, x).mean()
-        gan = torch.stack([F.softplus(-self.disc(fake, y)).mean() for fake in fakes]).mean()
+        gan = torch.stack([F.softplus(-self.judge(fake, y)).mean() for fake in fakes]).mean()
         weight = adaptive_weight(rec, gan, self.last)
         loss = rec + self.weight * weight * gan
         if not torch.isfinite(loss):
@@ -272,6 +278,11 @@ class AdversarialPhase:
         loss.backward()
         self.opt_g.step()
         return rec.item(), gan.item(), d_loss.item(), weight.item()
+
+    def judge(self, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The discriminator's float32 patch logits (B, 1, H/4, W/4), computed at the phase's precision."""
+        with autocast(self.precision, self.device):
+            return self.disc(images, y).float()
 
     def draw_prior_noise(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The noise of ``batch`` prior draws: a uniform per row (the mixture component) and (B, D) normals."""

@@ -372,11 +372,14 @@ class CVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
                 beta: float = 1.0) -> LossTerms:
-        """Loss terms for images x (B, C, H, W), labels y (B,) and noise eps (B, D) ~ N(0, I)."""
-        mu_q, logvar_q = self.encode(x, y)                      # (B, D)
-        z = mu_q + (0.5 * logvar_q).exp() * eps                # reparameterisation
-        recon = self.recon_nll(self.decode_logits(z, y), x)     # (B,)
-        mu_p, logvar_p = self.prior(y)                          # (B, D)
+        """Loss terms for images x (B, C, H, W), labels y (B,) and noise eps (B, D) ~ N(0, I).
+
+        Under bfloat16 autocast (training/precision.py) the networks' outputs come back to float32
+        here, so the losses are float32 sums either way."""
+        mu_q, logvar_q = (t.float() for t in self.encode(x, y))          # (B, D)
+        z = mu_q + (0.5 * logvar_q).exp() * eps                         # reparameterisation
+        recon = self.recon_nll(self.decode_logits(z, y).float(), x)      # (B,)
+        mu_p, logvar_p = (t.float() for t in self.prior(y))              # (B, D)
         kl_dims = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)   # (B, D)
         kl = kl_dims.sum(1)
         return LossTerms((recon + beta * kl).mean(), recon.mean(), kl.mean(), kl_dims.mean(0))

@@ -35,6 +35,7 @@ from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpo
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from .history import alarm_from, alarms, append_metric, read_metrics, summary_line, write_metrics
 from .model import CVAE, ModelConfig
+from .precision import autocast, native_bf16
 from .preflight import guard_classifier, preflight
 from .splits import split_validation
 
@@ -132,7 +133,9 @@ class _Loop:
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.net: torch.nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
-        self.total_epochs = config.planned_epochs(data.x.shape[0], math.prod(data.x.shape[1:]))
+        self.image_values = math.prod(data.x.shape[1:])  # C * H * W: what the budgets scale by
+        self.precision = config.planned_precision(self.image_values, native_bf16(self.device))  # "fp32" or "bf16"
+        self.total_epochs = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
@@ -270,7 +273,7 @@ class _Loop:
         self.position = None
         loss, recon, kl = (total / n for total in at.sums)
         return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
-                "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds}
+                "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds, "precision": self.precision}
 
     def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> _StepStats:
         """Forward and backward on this rank's part of the global batch ``idx`` (B,); gradients are left
@@ -288,8 +291,9 @@ class _Loop:
         n_part = x.shape[0]
         if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
             part, x = slice(0, 1), data.x[idx[:1].to(self.device)]
-        terms = self.net(x.to(self.device), data.y[idx[part].to(self.device)], eps[part].to(self.device),
-                         self.beta_at(epoch_fraction))
+        with autocast(self.precision, self.device):
+            terms = self.net(x.to(self.device), data.y[idx[part].to(self.device)], eps[part].to(self.device),
+                             self.beta_at(epoch_fraction))
         losses = torch.stack([terms.loss, terms.recon, terms.kl]).detach().cpu().double() * n_part
         flags = [float(not torch.isfinite(terms.loss)), float(self.interrupted)]
         summed = all_sum(torch.cat([losses, torch.tensor(flags, dtype=torch.float64)]), self.context).tolist()
@@ -399,12 +403,12 @@ class _Loop:
 
     def sharpen(self, best: dict[str, Any], progress: bool) -> None:
         """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
-        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], math.prod(self.data.x.shape[1:]))
+        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
         if epochs == 0 or "adversarial" in best:
             return
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
                                  self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
-                                 None if self.board is None else self.board.phase_epoch)
+                                 None if self.board is None else self.board.phase_epoch, self.precision)
         phase.run(progress)
         self.draw_samples()
 
