@@ -256,11 +256,11 @@ class AdversarialPhase:
             mu, logvar = self.model.encode(x, y)                                              # (B, D), frozen
             z = mu + (0.5 * logvar).exp() * eps.to(self.device)
         with autocast(self.precision, self.device):
-            logits = self.model.decode_logits(z, y).float()                                   # (B, C, H, W)
+            logits = self.model.decode_logits(z, y)                                           # (B, C, H, W) float32
         fakes = [torch.sigmoid(logits)]
         if self.prior_fakes:  # samples from the prior too: the decoder learns to draw sharp images from its holes
             with autocast(self.precision, self.device):
-                fakes.append(self.model.decode(self.prior_sample(y, eps_prior), y).float())
+                fakes.append(self.model.decode(self.prior_sample(y, eps_prior), y))
         d_loss = F.softplus(-self.judge(x, y)).mean() + sum(                                # non-saturating
             F.softplus(self.judge(fake.detach(), y)).mean() for fake in fakes) / len(fakes)
         if not torch.isfinite(d_loss):

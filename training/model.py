@@ -339,11 +339,14 @@ class CVAE(nn.Module):
     def onehot(self, y: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y, self.cfg.num_classes).to(torch.float32)  # (B, K)
 
+    # encode and decode_logits return float32 even under bfloat16 autocast (training/precision.py), so every
+    # loss built on them is a float32 sum
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x, self.onehot(y))
+        mu, logvar = self.encoder(x, self.onehot(y))
+        return mu.float(), logvar.float()                                # (B, D) each
 
     def decode_logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z, self.onehot(y))  # (B, C, H, W)
+        return self.decoder(z, self.onehot(y)).float()  # (B, C, H, W)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Pixel means in [0, 1]: the generative path that export keeps."""
@@ -372,13 +375,11 @@ class CVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor,
                 beta: float = 1.0) -> LossTerms:
-        """Loss terms for images x (B, C, H, W), labels y (B,) and noise eps (B, D) ~ N(0, I).
-
-        Under bfloat16 autocast (training/precision.py) the networks' outputs come back to float32
-        here, so the losses are float32 sums either way."""
-        mu_q, logvar_q = (t.float() for t in self.encode(x, y))          # (B, D)
+        """Loss terms for images x (B, C, H, W), labels y (B,) and noise eps (B, D) ~ N(0, I), float32 sums
+        under bfloat16 autocast too."""
+        mu_q, logvar_q = self.encode(x, y)                               # (B, D)
         z = mu_q + (0.5 * logvar_q).exp() * eps                         # reparameterisation
-        recon = self.recon_nll(self.decode_logits(z, y).float(), x)      # (B,)
+        recon = self.recon_nll(self.decode_logits(z, y), x)              # (B,)
         mu_p, logvar_p = (t.float() for t in self.prior(y))              # (B, D)
         kl_dims = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)   # (B, D)
         kl = kl_dims.sum(1)

@@ -1,9 +1,9 @@
 """The training steps' arithmetic: float32, or bfloat16 mixed precision through ``torch.autocast``.
 
 Under mixed precision the convolutions and matrix products run in bfloat16 with float32
-accumulation, while the weights, the optimiser state and every loss stay float32: the model casts
-its encoder's, decoder's and prior's outputs back to float32 before the losses (``CVAE.forward``),
-and the adversarial phase does the same with its discriminator's logits. Validation, the label
+accumulation, while the weights, the optimiser state and every loss stay float32: ``CVAE.encode`` and
+``CVAE.decode_logits`` return float32 (and ``CVAE.forward`` casts the prior's outputs), and the
+adversarial phase casts its discriminator's logits. Validation, the label
 checks, the aggregate-posterior fit and export always run in float32.
 """
 

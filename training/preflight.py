@@ -51,7 +51,7 @@ def _shipped_match(dataset: Dataset) -> Path | None:
         return None
 
 
-def check_trainable(dataset: Dataset, doublings: int = 2) -> None:
+def check_trainable(dataset: Dataset, doublings: int) -> None:
     """Refuse data a CVAE cannot be trained on, naming the limit, before any work."""
     _, h, w = dataset.train.image_shape
     if min(h, w) < MIN_SIDE:
