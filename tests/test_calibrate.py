@@ -20,27 +20,38 @@ from cvae_sdk_training.calibrate import (
 from cvae_sdk_training.export import GenerativePath, choose_prior, load_model, torch_decoder
 
 from cvae_sdk.artifact import Prior
-from cvae_sdk.latents import noise, request_key
+from cvae_sdk.latents import noise, prior_latents, request_key
 from cvae_sdk.quality import EvalClassifier
 
 
 def test_each_class_gets_its_largest_passing_temperature(tiny_run: Path, tiny_classifier: Path) -> None:
+    """The grid goes largest first and a class leaves it at its first passing temperature: the choice is
+    the full grid's, on the same noise, with fewer decodes."""
     model, state = load_model(tiny_run)
     prior = choose_prior(model, state, "auto")
     classifier = EvalClassifier.load(tiny_classifier)
-    calibration = calibrate_temperatures(torch_decoder(GenerativePath(model.decoder).eval()), prior, classifier, seed=0)
+    decode = torch_decoder(GenerativePath(model.decoder).eval())
+    calibration = calibrate_temperatures(decode, prior, classifier, seed=0)
     targets = class_targets(classifier, model.cfg.num_classes)
-    assert prior.diagonal and sorted(calibration.grid) == sorted(temperature_grid(prior))
+    full = temperature_grid(prior)
+    assert prior.diagonal and list(calibration.grid) == list(full[:len(calibration.grid)])
     assert max(calibration.grid) == 2.0 and TEMPERATURES[0] == 1.0  # codes may widen; fitted mixtures stop at 1
+    labels = np.repeat(np.arange(model.cfg.num_classes), SAMPLES_PER_CLASS)
     for c, chosen in enumerate(calibration.temperatures):
-        scores = {t: calibration.grid[t][c] for t in calibration.grid}
+        scores = {t: s for t, row in calibration.grid.items() if (s := row[c]) is not None}
         assert all(round(s * SAMPLES_PER_CLASS) == s * SAMPLES_PER_CLASS for s in scores.values())
         passing = [t for t, s in scores.items() if s >= targets[c]]
-        if passing:
-            assert chosen == max(passing)
-        else:  # none reaches the target: the largest temperature within TIE of the best fidelity
+        if passing:  # settled there: nothing smaller was decoded for it
+            assert chosen == max(passing) == min(scores)
+        else:  # none reaches the target: every temperature tried, the largest within TIE of the best fidelity
+            assert list(scores) == list(full)
             assert scores[chosen] >= max(scores.values()) - TIE
         assert calibration.fidelity[c] == scores[chosen]
+        # the score is the one a full pass at that temperature gives this class's rows
+        rows = labels == c
+        z = prior_latents(prior, labels, calibration_key(0), 0, chosen)[rows]
+        predicted, _ = classifier.predict(decode(z, np.eye(model.cfg.num_classes, dtype=np.float32)[labels[rows]]))
+        assert abs(float((predicted == c).mean()) - calibration.fidelity[c]) <= 2 / SAMPLES_PER_CLASS
 
 
 def test_calibration_draws_noise_of_its_own() -> None:

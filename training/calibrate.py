@@ -52,7 +52,7 @@ Decode = Callable[[np.ndarray, np.ndarray], np.ndarray]  # z (N, D), one-hot y (
 class Calibration:
     temperatures: tuple[float, ...]  # (K,): the chosen temperature of each class
     fidelity: tuple[float, ...]      # (K,): the classifier's fidelity at that temperature
-    grid: dict[float, list[float]]   # temperature -> per-class fidelity, for the record
+    grid: dict[float, list[float | None]]  # temperature tried -> per-class fidelity (None: settled before)
     dropped: tuple[int, ...] = field(default=())  # (K,): codes prune_misread took out of each class's prior
 
     def summary(self, class_names: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -108,24 +108,37 @@ def prune_misread(decode: Decode, prior: Prior, classifier: EvalClassifier, *,
 
 def calibrate_temperatures(decode: Decode, prior: Prior, classifier: EvalClassifier, *,
                            seed: int = 0) -> Calibration:
-    """Choose one temperature per class (see the module docstring)."""
+    """Choose one temperature per class (see the module docstring).
+
+    The grid is tried largest first, so a class is settled at its first passing temperature: later
+    temperatures decode only the classes still open, on the rows they would have had in a full pass
+    (the same noise), and the choice is the one a full grid gives. ``grid`` records what was tried:
+    ``None`` for a class settled before that temperature."""
     k = prior.weights.shape[0]
     targets = class_targets(classifier, k)
     labels = np.repeat(np.arange(k), SAMPLES_PER_CLASS)  # (K*S,)
     onehot = np.eye(k, dtype=np.float32)[labels]
     key = calibration_key(seed)
-    grid: dict[float, list[float]] = {}
-    temperatures = temperature_grid(prior)
-    for temperature in temperatures:
-        predicted, _ = classifier.predict(decode(prior_latents(prior, labels, key, 0, temperature), onehot))
-        hits = (predicted == labels).reshape(k, SAMPLES_PER_CLASS).mean(axis=1)
-        grid[temperature] = [float(h) for h in hits]
+    grid: dict[float, list[float | None]] = {}
+    open_classes = np.ones(k, dtype=bool)                 # (K,): no passing temperature yet
+    for temperature in temperature_grid(prior):
+        if not open_classes.any():
+            break
+        rows = open_classes[labels]                       # (K*S,): the open classes' rows
+        z = prior_latents(prior, labels, key, 0, temperature)[rows]
+        predicted, _ = classifier.predict(decode(z, onehot[rows]))
+        hits = (predicted == labels[rows]).reshape(-1, SAMPLES_PER_CLASS).mean(axis=1)  # (open,)
+        scores: list[float | None] = [None] * k
+        for index, h in zip(np.flatnonzero(open_classes).tolist(), hits, strict=True):
+            scores[index] = float(h)
+            open_classes[index] = h < targets[index]
+        grid[temperature] = scores
     chosen, fidelity = [], []
     for c in range(k):
-        scores = {t: grid[t][c] for t in temperatures}
-        passing = [t for t in temperatures if scores[t] >= targets[c]]
-        best = max(scores.values())
-        pick = max(passing) if passing else max(t for t in temperatures if scores[t] >= best - TIE)
+        tried = {t: score for t, row in grid.items() if (score := row[c]) is not None}
+        passing = [t for t, s in tried.items() if s >= targets[c]]
+        best = max(tried.values())
+        pick = max(passing) if passing else max(t for t, s in tried.items() if s >= best - TIE)
         chosen.append(pick)
-        fidelity.append(scores[pick])
+        fidelity.append(tried[pick])
     return Calibration(tuple(chosen), tuple(fidelity), grid)
