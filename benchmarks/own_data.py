@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ def run(name: str, work: Path, mnist: str, flags: list[str]) -> dict[str, object
     return {"set": name, **variant, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
             "export_seconds": round(export_s, 1), **({"export_refused": refused} if refused else {}),
             "epochs_run": len(history), "best_epoch": best["epoch"],
+            "median_epoch_seconds": round(statistics.median(r["seconds"] for r in history), 2),  # ELBO epochs
             "val_elbo": best["val_elbo"], "class_temperatures": json.loads(exported).get("class_temperatures"),
             "independent_classifier": classifier or "shipped mnist-classifier.onnx",
             **{k: report[k] for k in ("classifier_test_accuracy", "label_fidelity", "worst_class_fidelity",

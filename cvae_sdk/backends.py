@@ -41,9 +41,17 @@ AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
 # cut short by early stopping once the validation ELBO stops improving (small data overfits).
 SAMPLE_BUDGET, MIN_EPOCHS, MAX_EPOCHS = 1_000_000, 40, 200
+# Early stopping when --patience is not given: PATIENCE epochs without a better validation ELBO, or
+# a PATIENCE_SHARE of a shorter plan. The validation ELBO wanders by a tenth of a nat between epochs
+# while it still improves by hundredths, and an overfitting run worsens for good: 20 epochs are a
+# fifth or less of a plan of 100 or more, and a short plan (large images) stops as soon, relatively.
+PATIENCE, PATIENCE_SHARE = 20, 0.25
 # The adversarial phase when --adversarial-epochs is not given: about this many images seen, within
 # [1, MAX_ADVERSARIAL_EPOCHS] epochs (benchmarks/quality.md, "The adversarial phase").
 ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS = 100_000, 10
+# Planned ELBO epochs that early stopping leaves unrun go to the phase, within the same cap: a phase
+# epoch costs about PHASE_EPOCH_COST ELBO epochs (the discriminator's steps and the health check).
+PHASE_EPOCH_COST = 3.0
 # Both budgets (and MIN_EPOCHS) count images of up to BUDGET_VALUES pixel values, 32x32 colour, the
 # largest size measured inside 20 minutes on 2 cores. A step costs about its pixel values, so larger
 # images see proportionally fewer (64x64 colour: a quarter; benchmarks/quality.md, "Larger images").
@@ -99,10 +107,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "cosine"
-    # epochs without a better validation ELBO before training stops (0: never). The validation ELBO
-    # wanders by a tenth of a nat between epochs while it still improves by hundredths; an overfitting
-    # run worsens for good.
-    patience: int = 20
+    patience: int | None = None  # epochs without a better validation ELBO before training stops (0: never;
+    # None: planned_patience)
     # KL weight: 0.25 drew better FD and diversity than 0.5 at equal fidelity
     beta: float = 0.25
     warmup_epochs: float = 0.0
@@ -124,7 +130,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.patience >= 0, f"patience must be >= 0 (0 never stops early), got {self.patience}"),
+            (self.patience is None or self.patience >= 0,
+             f"patience must be >= 0 (0 never stops early), got {self.patience}"),
             (self.lr_schedule in ("cosine", "constant"),
              f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -177,13 +184,22 @@ class TrainConfig:
         return max(math.ceil(MIN_EPOCHS * scale),
                    min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
 
-    def planned_adversarial_epochs(self, train_images: int, image_values: int, precision: str = "fp32") -> int:
-        """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen (scaled as in planned_epochs),
-        within [1, MAX_ADVERSARIAL_EPOCHS]."""
+    def planned_patience(self, planned_epochs: int) -> int:
+        """--patience, or PATIENCE epochs, or PATIENCE_SHARE of a shorter plan of ``planned_epochs``."""
+        if self.patience is not None:
+            return self.patience
+        return min(PATIENCE, math.ceil(PATIENCE_SHARE * planned_epochs))
+
+    def planned_adversarial_epochs(self, train_images: int, image_values: int, precision: str = "fp32",
+                                   unrun_epochs: int = 0) -> int:
+        """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen (scaled as in planned_epochs)
+        plus ``unrun_epochs`` planned ELBO epochs that early stopping left (PHASE_EPOCH_COST each; counted
+        only when the ELBO epochs were planned too), within [1, MAX_ADVERSARIAL_EPOCHS]."""
         if self.adversarial_epochs is not None:
             return self.adversarial_epochs
         scale = budget_scale(image_values, precision)
-        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images))))
+        unrun = unrun_epochs / PHASE_EPOCH_COST if self.epochs is None else 0.0
+        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images) + unrun)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -96,8 +96,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(
         help="Epochs to train (in total, when resuming). Default: sized from the data (about 1,000,000 examples "
              "seen, 40-200 epochs), stopped early by --patience.")] = _D.epochs,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation "
-                                               "ELBO; the best checkpoint is kept (0: never).")] = _D.patience,
+    patience: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better validation "
+        "ELBO; the best checkpoint is kept (0: never; default: 20 or a quarter of the plan).")] = _D.patience,
     batch_size: Annotated[int, typer.Option(help="Minibatch size (global, split over --nproc).")] = _D.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D.lr,
     lr_schedule: Annotated[Literal["cosine", "constant"], typer.Option(

@@ -133,6 +133,13 @@ def test_phase_length_follows_the_data() -> None:
     assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64) == round(ADVERSARIAL_BUDGET / 4 / 9_000) == 3
     bf16 = config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16")  # a bfloat16 step costs 0.6 of one
     assert bf16 == round(ADVERSARIAL_BUDGET / (4 * 0.6) / 9_000) == 5
+    # planned ELBO epochs that early stopping left unrun buy phase epochs (PHASE_EPOCH_COST each), within the cap
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=16) == 10  # 4.63 + 16 / 3
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=40) == MAX_ADVERSARIAL_EPOCHS
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, unrun_epochs=3) == 4
+    # not when the user set the ELBO epochs: stopping early then leaves no planned time
+    explicit = TrainConfig(data="d", out="o", epochs=46)
+    assert explicit.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=16) == 5
     assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, grey) == 2
     assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, grey) == 0
     # runs saved before the phase existed resume without it

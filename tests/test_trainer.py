@@ -259,6 +259,19 @@ def test_training_length_follows_the_data() -> None:
     assert config.planned_epochs(9_000, BUDGET_VALUES, "bf16") == 111
 
 
+def test_patience_is_twenty_epochs_or_a_quarter_of_a_shorter_plan() -> None:
+    from cvae_sdk.backends import PATIENCE, TrainConfig
+
+    config = TrainConfig(data="unused", out="unused")
+    assert config.patience is None and PATIENCE == 20
+    assert config.planned_patience(111) == config.planned_patience(200) == config.planned_patience(80) == 20
+    assert config.planned_patience(46) == 12 and config.planned_patience(28) == 7 and config.planned_patience(1) == 1
+    assert TrainConfig(data="unused", out="unused", patience=0).planned_patience(46) == 0  # never stops early
+    assert TrainConfig(data="unused", out="unused", patience=30).planned_patience(46) == 30
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        TrainConfig(data="unused", out="unused", patience=-1)
+
+
 def test_precision_auto_takes_bf16_only_for_large_images_on_native_hardware_and_a_choice_wins() -> None:
     from cvae_sdk.backends import BUDGET_VALUES, TrainConfig
 

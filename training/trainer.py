@@ -136,6 +136,7 @@ class _Loop:
         self.image_values = math.prod(data.x.shape[1:])  # C * H * W: what the budgets scale by
         self.precision = config.planned_precision(self.image_values, native_bf16(self.device))  # "fp32" or "bf16"
         self.total_epochs = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)
+        self.patience = config.planned_patience(self.total_epochs)
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
@@ -196,7 +197,7 @@ class _Loop:
 
     def stop_early(self) -> bool:
         """Rank 0 decides (it alone validates); every rank learns it through one all-reduce."""
-        stale = self.context.is_main and self.config.patience > 0 and self.stale_epochs() >= self.config.patience
+        stale = self.context.is_main and self.patience > 0 and self.stale_epochs() >= self.patience
         return bool(all_sum(torch.tensor([float(stale)], dtype=torch.float64), self.context)[0] > 0)
 
     def lr_at(self, epoch_fraction: float) -> float:
@@ -402,8 +403,10 @@ class _Loop:
         return best
 
     def sharpen(self, best: dict[str, Any], progress: bool) -> None:
-        """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off."""
-        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
+        """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off;
+        it also gets the time of the planned epochs that early stopping left unrun."""
+        epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision,
+                                                        unrun_epochs=self.total_epochs - self.epoch)
         if epochs == 0 or "adversarial" in best:
             return
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
