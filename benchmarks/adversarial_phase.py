@@ -7,8 +7,11 @@ then runs ``cvae-sdk evaluate`` on the copy with that set's independent classifi
 scores of its samples and its reconstructions to ``benchmarks/results/adversarial_phase.jsonl``
 (``benchmarks/decoder_gap.py`` records the same scores for the run before the phase). A
 ``--gan-weight`` near 0 is the control: the decoder fine-tuned on its reconstructions alone.
+``--mode-seeking W`` turns on the phase's mode-seeking term (``MODE_SEEKING``, off in the defaults) with
+weight W for this run.
 
-    python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0] [--set NAME]
+    python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0] [--mode-seeking 0.1]
+        [--set NAME]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=None, help="phase epochs (default: as train plans them)")
     parser.add_argument("--gan-weight", type=float, default=1.0)
+    parser.add_argument("--mode-seeking", type=float, default=0.0, help="weight of the mode-seeking term (0: off)")
     parser.add_argument("--set", default=None, help="evaluate and record as this own-data set")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cvae-own-data"))
     parser.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
@@ -52,7 +57,13 @@ def main() -> None:
         state.pop("adversarial", None)
         state.pop("format")
         save_checkpoint(state, args.out / name)
-    cli("train", "--out", str(args.out), "--data", "unused", "--resume", "--quiet")
+    train = ("train", "--out", str(args.out), "--data", "unused", "--resume", "--quiet")
+    if args.mode_seeking > 0:  # a constant of the phase, set in the process that runs it
+        code = ("import sys, cvae_sdk_training.adversarial as phase; phase.MODE_SEEKING = float(sys.argv.pop(1)); "
+                "from cvae_sdk.cli import main; main()")
+        subprocess.run([sys.executable, "-c", code, str(args.mode_seeking), *train], check=True)
+    else:
+        cli(*train)
     phase = torch.load(args.out / BEST, map_location="cpu", weights_only=True)["adversarial"]
     print(json.dumps({"run": str(args.out), "epochs": phase["epochs"], "seconds": phase["seconds"],
                       "stopped": phase["stopped"]}), flush=True)
@@ -69,7 +80,7 @@ def record(args: argparse.Namespace, phase: dict[str, object]) -> None:
     report = json.loads(report_path.read_text())
     row = {"set": args.set, "via": "train --resume", "loss": phase["loss"], "fakes": phase["fakes"],
            "epochs": phase["epochs"],
-           "gan_weight": args.gan_weight,
+           "gan_weight": args.gan_weight, "mode_seeking": args.mode_seeking,
            "stopped": phase["stopped"], "phase_seconds": round(float(phase["seconds"]), 1),  # type: ignore[arg-type]
            "samples": {k: report[k] for k in KEYS}, "reconstructions": {k: report["reconstruction"][k] for k in KEYS}}
     with RESULTS.open("a") as handle:

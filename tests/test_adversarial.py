@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, diversity
+from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, diversity, mode_seeking
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import train
 
@@ -36,6 +36,7 @@ def test_the_phase_changes_only_the_decoder_and_records_itself(phased_run: Path)
     best, last = load_checkpoint(phased_run / "best.pt"), load_checkpoint(phased_run / "last.pt")
     phase = best["adversarial"]
     assert phase["planned_epochs"] == 2 and phase["epochs"] + (phase["stopped"] is not None) >= 1
+    assert phase["mode_seeking"] == 0.0  # off in the defaults
     assert [r["adversarial_epoch"] for r in phase["history"]] == list(range(1, phase["epochs"] + 1))
     assert {"label_fidelity", "diversity"} <= set(phase["reference"])
     assert phase["loss"] == "non-saturating"  # what benchmarks/adversarial_phase.py records per row
@@ -168,6 +169,34 @@ def test_prior_samples_as_fakes_draw_from_the_fitted_mixture(tiny_npz: Path, tmp
     expected = torch.from_numpy((prior.weights[:, :, None] * prior.means).sum(1)).float()  # (K, D)
     error = (z.mean(1) - expected).abs() / (z.std(1) / n ** 0.5)                          # in standard errors
     assert bool((error < 5).all()), error
+
+
+def test_mode_seeking_pushes_a_labels_images_apart() -> None:
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 4, generator=gen)                                                    # (B, D)
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    same = torch.full((6, 1, 4, 4), 0.5, requires_grad=True)                                 # (B, C, H, W)
+    spread = torch.rand(6, 1, 4, 4, generator=gen)
+    assert mode_seeking(same, z, y).item() > 1e4 > mode_seeking(spread, z, y).item() > 0
+    assert mode_seeking(spread, z, torch.arange(6)).item() == 0.0  # no two rows share a label
+    images = spread.clone().requires_grad_(True)
+    before = torch.cdist(images[:3].flatten(1), images[:3].flatten(1), p=1).sum().item()
+    mode_seeking(images, z, y).backward()
+    with torch.no_grad():
+        stepped = images - 0.01 * images.grad.sign()
+    assert torch.cdist(stepped[:3].flatten(1), stepped[:3].flatten(1), p=1).sum().item() > before
+    assert images.grad[5].abs().sum().item() == 0.0  # the lone label 2 is in no pair
+
+
+def test_mode_seeking_runs_in_the_phase_and_is_recorded(tiny_npz: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import cvae_sdk_training.adversarial as adversarial
+
+    monkeypatch.setattr(adversarial, "MODE_SEEKING", 0.1)
+    run = tmp_path / "run"
+    train(tiny_config(tiny_npz, run, epochs=1, adversarial_epochs=1, aggregate_components=0), progress=False)
+    phase = load_checkpoint(run / "best.pt")["adversarial"]
+    assert phase["mode_seeking"] == 0.1 and phase["epochs"] + (phase["stopped"] is not None) == 1
 
 
 def _phase_inputs(run: Path, data: Path) -> tuple[object, ...]:
