@@ -7,11 +7,12 @@ then runs ``cvae-sdk evaluate`` on the copy with that set's independent classifi
 scores of its samples and its reconstructions to ``benchmarks/results/adversarial_phase.jsonl``
 (``benchmarks/decoder_gap.py`` records the same scores for the run before the phase). A
 ``--gan-weight`` near 0 is the control: the decoder fine-tuned on its reconstructions alone.
-``--mode-seeking W`` turns on the phase's mode-seeking term (``MODE_SEEKING``, off in the defaults) with
-weight W for this run.
+``--constant NAME=VALUE`` sets a numeric constant of ``training/adversarial.py`` for this run only, e.g.
+``MODE_SEEKING=0.1`` (the mode-seeking term, off in the defaults), ``MAX_ADAPTIVE_WEIGHT=1e5`` or
+``SEED_OFFSET=16`` (another random stream for the phase, to see how far two runs of it spread).
 
-    python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0] [--mode-seeking 0.1]
-        [--set NAME]
+    python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0]
+        [--constant MODE_SEEKING=0.1 ...] [--set NAME]
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=None, help="phase epochs (default: as train plans them)")
     parser.add_argument("--gan-weight", type=float, default=1.0)
-    parser.add_argument("--mode-seeking", type=float, default=0.0, help="weight of the mode-seeking term (0: off)")
+    parser.add_argument("--constant", action="append", default=[], type=constant, metavar="NAME=VALUE",
+                        help="a numeric constant of training/adversarial.py for this run (repeatable)")
     parser.add_argument("--set", default=None, help="evaluate and record as this own-data set")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cvae-own-data"))
     parser.add_argument("--mnist", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
@@ -58,10 +60,11 @@ def main() -> None:
         state.pop("format")
         save_checkpoint(state, args.out / name)
     train = ("train", "--out", str(args.out), "--data", "unused", "--resume", "--quiet")
-    if args.mode_seeking > 0:  # a constant of the phase, set in the process that runs it
-        code = ("import sys, cvae_sdk_training.adversarial as phase; phase.MODE_SEEKING = float(sys.argv.pop(1)); "
+    if args.constant:  # set in the process that runs the phase
+        code = ("import json, sys, cvae_sdk_training.adversarial as phase; "
+                "[setattr(phase, k, v) for k, v in json.loads(sys.argv.pop(1)).items()]; "
                 "from cvae_sdk.cli import main; main()")
-        subprocess.run([sys.executable, "-c", code, str(args.mode_seeking), *train], check=True)
+        subprocess.run([sys.executable, "-c", code, json.dumps(dict(args.constant)), *train], check=True)
     else:
         cli(*train)
     phase = torch.load(args.out / BEST, map_location="cpu", weights_only=True)["adversarial"]
@@ -69,6 +72,19 @@ def main() -> None:
                       "stopped": phase["stopped"]}), flush=True)
     if args.set is not None:
         record(args, phase)
+
+
+def constant(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` for a numeric constant that training/adversarial.py defines."""
+    from cvae_sdk_training import adversarial
+
+    name, _, value = text.partition("=")
+    if not isinstance(getattr(adversarial, name, None), (int, float)) or isinstance(getattr(adversarial, name), bool):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a numeric constant of training/adversarial.py")
+    try:
+        return name, type(getattr(adversarial, name))(float(value))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be a number") from err
 
 
 def record(args: argparse.Namespace, phase: dict[str, object]) -> None:
@@ -80,7 +96,7 @@ def record(args: argparse.Namespace, phase: dict[str, object]) -> None:
     report = json.loads(report_path.read_text())
     row = {"set": args.set, "via": "train --resume", "loss": phase["loss"], "fakes": phase["fakes"],
            "epochs": phase["epochs"],
-           "gan_weight": args.gan_weight, "mode_seeking": args.mode_seeking,
+           "gan_weight": args.gan_weight, "constants": dict(args.constant),
            "stopped": phase["stopped"], "phase_seconds": round(float(phase["seconds"]), 1),  # type: ignore[arg-type]
            "samples": {k: report[k] for k in KEYS}, "reconstructions": {k: report["reconstruction"][k] for k in KEYS}}
     with RESULTS.open("a") as handle:
