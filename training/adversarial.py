@@ -129,7 +129,7 @@ class AdversarialPhase:
                                                   dtype=np.float32))                  # (K * n, D)
         with torch.random.fork_rng(devices=[]):  # a seeded discriminator, without touching the global RNG
             torch.manual_seed(seed + SEED_OFFSET)
-            self.disc = PatchDiscriminator(x.shape[1], model.cfg.num_classes).to(self.device)
+            self.disc = PatchDiscriminator(x.shape[1], model.cfg.num_classes, DISC_WIDTH).to(self.device)
         self.decoder = list(model.decoder.parameters())
         self.last = [p for p in self.decoder if p.dim() >= 2][-1]      # the decoder's last layer's weights
         self.opt_g = torch.optim.Adam(self.decoder, lr=LR, betas=BETAS)
