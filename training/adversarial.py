@@ -63,9 +63,9 @@ MAX_DIVERSITY_LOSS = 0.10     # and the share of their diversity
 # stays off and the phase costs half.
 PRIOR_FAKES = False
 GAN_LOSS = "non-saturating"  # the phase's GAN loss, recorded in its summary
-# MSGAN's mode-seeking term (Mao et al., 2019) in the decoder's GAN loss, with this weight (0: off). On photos64 at 0.1
-# it kept diversity (0.959 against 0.825) but drew a worse FD (34.1x against 28.6x), at 1 it cost label fidelity
-# in the first epoch (benchmarks/quality.md), so it stays off.
+# MSGAN's mode-seeking term (Mao et al., 2019) in the decoder's GAN loss, with this weight (0: off). At 0.1 it raised
+# diversity but drew a worse FD on photos (14.8x against 11.7x, where two runs of the default phase differ by 0.03x),
+# and at 1 it cost label fidelity in the first epoch (benchmarks/quality.md), so it stays off.
 MODE_SEEKING = 0.0
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
 CHECK_PER_CLASS = 100         # samples of each label the health check draws
