@@ -46,6 +46,7 @@ CONSTANTS = {
     "16,384": "the server's default --max-queued-samples",
     "32121": "the onnxruntime pull request that fixed CUDA-graph replay",
     "2016": "the year of Burda et al.'s paper",
+    "2017": "the year of Aitken et al.'s paper (ICNR)",
     "2026": "the month the onnxruntime fix was merged",
     "86.76": "Burda et al.'s published binarised-MNIST likelihood",
     "3.11": "the Python version",
