@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from own_data import build, cli  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adversarial_phase.jsonl"
+# The command line, after setting the phase's constants named in its first argument (a JSON object)
+WITH_CONSTANTS = ("import json, sys, cvae_sdk_training.adversarial as phase; "
+                  "[setattr(phase, k, v) for k, v in json.loads(sys.argv.pop(1)).items()]; "
+                  "from cvae_sdk.cli import main; main()")
 KEYS = ("label_fidelity", "worst_class_fidelity", "frechet_ratio", "diversity_ratio")
 
 
@@ -59,14 +62,8 @@ def main() -> None:
         state.pop("adversarial", None)
         state.pop("format")
         save_checkpoint(state, args.out / name)
-    train = ("train", "--out", str(args.out), "--data", "unused", "--resume", "--quiet")
-    if args.constant:  # set in the process that runs the phase
-        code = ("import json, sys, cvae_sdk_training.adversarial as phase; "
-                "[setattr(phase, k, v) for k, v in json.loads(sys.argv.pop(1)).items()]; "
-                "from cvae_sdk.cli import main; main()")
-        subprocess.run([sys.executable, "-c", code, json.dumps(dict(args.constant)), *train], check=True)
-    else:
-        cli(*train)
+    cli("train", "--out", str(args.out), "--data", "unused", "--resume", "--quiet",
+        launcher=("-c", WITH_CONSTANTS, json.dumps(dict(args.constant))))  # the constants set where the phase runs
     phase = torch.load(args.out / BEST, map_location="cpu", weights_only=True)["adversarial"]
     print(json.dumps({"run": str(args.out), "epochs": phase["epochs"], "seconds": phase["seconds"],
                       "stopped": phase["stopped"]}), flush=True)
@@ -79,10 +76,11 @@ def constant(text: str) -> tuple[str, float]:
     from cvae_sdk_training import adversarial
 
     name, _, value = text.partition("=")
-    if not isinstance(getattr(adversarial, name, None), (int, float)) or isinstance(getattr(adversarial, name), bool):
+    current = getattr(adversarial, name, None)
+    if not isinstance(current, (int, float)) or isinstance(current, bool):
         raise argparse.ArgumentTypeError(f"{name!r} is not a numeric constant of training/adversarial.py")
     try:
-        return name, type(getattr(adversarial, name))(float(value))
+        return name, type(current)(float(value))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r}: the value must be a number") from err
 

@@ -42,9 +42,10 @@ SETS = ("glyphs", "mnist-3k", "mnist", "scenes", "photos", "photos64")
 CLASSIFIER_SEED = "1"  # the run's own classifier uses the training seed (0): this one differs
 
 
-def cli(*args: str) -> tuple[str, float]:
+def cli(*args: str, launcher: tuple[str, ...] = ("-m", "cvae_sdk")) -> tuple[str, float]:
+    """Run ``cvae-sdk ARGS`` in a fresh Python (started with ``launcher``); its last output line and seconds."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cvae_sdk", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"cvae-sdk {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1], time.perf_counter() - started

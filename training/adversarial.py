@@ -73,9 +73,10 @@ CHECK_SEED_OFFSET = 7         # and their fixed noise: the run's seed plus this
 
 
 class PatchDiscriminator(nn.Module):
-    """Real/fake logits per patch of an image (B, C, H, W) given its label, which enters as K planes."""
+    """Real/fake logits per patch of an image (B, C, H, W) given its label, which enters as K planes; ``width``
+    channels in the first layer, twice that in the second."""
 
-    def __init__(self, channels: int, classes: int, width: int = DISC_WIDTH) -> None:
+    def __init__(self, channels: int, classes: int, width: int) -> None:
         super().__init__()
         self.classes = classes
         self.net = nn.Sequential(
