@@ -35,7 +35,7 @@ CAPABILITIES = {
 }
 ARCHS = ("dense", "conv", "mlp")
 UPSAMPLES = ("subpixel", "transpose")
-AUGMENTS = ("shift", "none")  # training.augment: whole-pixel shifts of half the training images, or none
+AUGMENTS = ("auto", "shift", "flip", "none")  # training.augment: whole-pixel shifts or mirrors of half the images
 # Each default below was chosen by measurement: benchmarks/quality.md says what was tried and what
 # it scored, from the rows of benchmarks/results/.
 # Training length when --epochs is not given: about this many examples seen, within the epoch bounds,
@@ -71,6 +71,11 @@ LIKELIHOODS = {1: "bernoulli", 3: "gaussian"}
 # (on the photo and scene sets 64 dimensions drew sharper, more faithful and more varied samples than 16,
 # for 0.05 MFLOP more per sample); on grey sets 32 drew no better than 16 (benchmarks/quality.md).
 LATENT_DIMS = {1: 16, 3: 64}
+# --augment auto, by image channels: colour photographs keep their class mirrored, and mirroring half of them
+# let every colour set train longer before it overfits and draw more faithful, more varied samples
+# (benchmarks/quality.md, "Augmentation"); a mirrored character is another character or none, and
+# shifting grey sets drew worse samples, so grey images are seen as they are.
+AUGMENT_BY_CHANNELS = {1: "none", 3: "flip"}
 # The prior when --aggregate-components is not given: the aggregate posterior itself, one diagonal Gaussian
 # per training image (training/aggregate.py). Fitted mixtures of 10 to 128 Gaussians per label drew
 # blurrier, less faithful samples, the fewer the worse (benchmarks/quality.md). CODE_BUDGET bounds the
@@ -118,7 +123,7 @@ class TrainConfig:
     mirror: str | None = None
     aggregate_components: int | None = None  # None: one Gaussian per training image (CODE_BUDGET); M: M fitted
     binarize: bool = False
-    augment: str = "none"  # "shift" (training/augment.py) trained longer but drew worse samples
+    augment: str = "auto"  # "auto": by the images' channels (AUGMENT_BY_CHANNELS; training/augment.py)
     classifier: str | None = None  # evaluation classifier for the per-epoch label-fidelity guard-rail
     # the adversarial phase after ELBO training (training/adversarial.py): None plans it from the data
     # (planned_adversarial_epochs), 0 turns it off; the weight scales its GAN term
@@ -166,6 +171,10 @@ class TrainConfig:
     def planned_latent_dim(self, channels: int) -> int:
         """--latent-dim, or the size for the images' channels (LATENT_DIMS)."""
         return self.latent_dim if self.latent_dim is not None else LATENT_DIMS.get(channels, LATENT_DIMS[3])
+
+    def planned_augment(self, channels: int) -> str:
+        """--augment, or with "auto" the augmentation for the images' channels (AUGMENT_BY_CHANNELS)."""
+        return self.augment if self.augment != "auto" else AUGMENT_BY_CHANNELS.get(channels, "flip")
 
     def planned_precision(self, image_values: int, native_bf16: bool) -> str:
         """--precision, or with "auto" "bf16" for images of more than BUDGET_VALUES values on a device that

@@ -104,9 +104,10 @@ def train(
         help="cosine: decay to lr/20 over the planned epochs.")] = _D.lr_schedule,  # type: ignore[assignment]
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = _D.beta,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = _D.binarize,
-    augment: Annotated[Literal["shift", "none"], typer.Option(
-        help="shift: move half the training images by up to 1/14 of their side in whole pixels (never "
-             "flipped or resampled), so small sets train longer before they overfit; none: as they are."
+    augment: Annotated[Literal["auto", "shift", "flip", "none"], typer.Option(
+        help="flip: mirror half the training images left-right (photographs, never characters); shift: move "
+             "half of them by up to 1/14 of their side in whole pixels (never resampled); none: as they are. "
+             "Small sets train longer before they overfit. auto: flip for colour images, none for grey."
     )] = _D.augment,  # type: ignore[assignment]
     classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
                                                          "the shipped one if it fits the data, else one fitted "

@@ -353,11 +353,27 @@ def test_shift_augmentation_moves_whole_pixels_and_keeps_the_rest() -> None:
     assert torch.equal(shifts, draw_shifts(4000, 28, 28, torch.Generator().manual_seed(0)))
 
 
+def test_flip_augmentation_mirrors_half_the_images_left_right_and_keeps_the_rest() -> None:
+    """Mirrors copy pixels exactly, only along the width, and only for the images drawn."""
+    from cvae_sdk_training.augment import draw_flips, flip_images
+
+    x = torch.rand(3, 3, 8, 8)
+    flipped = flip_images(x, torch.tensor([True, False, True]))
+    assert torch.equal(flipped[1], x[1])
+    assert torch.equal(flipped[0], x[0, :, :, torch.arange(7, -1, -1)])
+    assert torch.equal(flipped[2, :, :, 0], x[2, :, :, 7])
+    flips = draw_flips(4000, torch.Generator().manual_seed(0))
+    assert 0.45 < flips.float().mean() < 0.55
+    assert torch.equal(flips, draw_flips(4000, torch.Generator().manual_seed(0)))
+
+
 def test_runs_saved_before_augmentation_existed_resume_without_it() -> None:
     assert TrainConfig.from_dict({"data": "d", "out": "o"}).augment == "none"
-    assert TrainConfig(data="d", out="o").augment == "none"
+    auto = TrainConfig(data="d", out="o")  # new runs: colour images mirrored, grey ones as they are
+    assert (auto.planned_augment(1), auto.planned_augment(3)) == ("none", "flip")
+    assert TrainConfig(data="d", out="o", augment="shift").planned_augment(3) == "shift"
     with pytest.raises(ValueError, match="augment must be one of"):
-        TrainConfig(data="d", out="o", augment="flip")
+        TrainConfig(data="d", out="o", augment="rotate")
 
 
 def test_a_folder_of_class_folders_trains_and_exports_from_the_cli(tmp_path: Path) -> None:

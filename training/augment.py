@@ -1,4 +1,4 @@
-"""Class-keeping augmentation of training images: whole-pixel shifts, never flips or resampling.
+"""Class-keeping augmentation of training images: whole-pixel shifts or left-right mirrors, never resampling.
 
 A small set overfits long before its sample budget is spent: the validation ELBO turns after a few
 dozen epochs and early stopping keeps an under-trained, blurry decoder. Shifting each image by a
@@ -6,15 +6,18 @@ few whole pixels gives the encoder and decoder new views of the same class witho
 interpolation (which would itself teach the decoder to blur) and without flips (a mirrored "b" is
 a "d"). The encoder learns to code the shift; the prior is fitted afterwards to the codes of the
 unshifted images, so samples stay where the real images sit.
+
+Mirroring keeps the class of a photograph (a mirrored cat is a cat) but not of a character: by
+default colour sets are mirrored and grey ones are not (``--augment auto``). The prior is fitted
+to the codes of the images as they are, so samples keep the data's orientation.
 """
 
 from __future__ import annotations
 
 import torch
 
-AUGMENTS = ("shift", "none")
 SHIFT_FRACTION = 1 / 14   # the largest shift, as a fraction of the image side (rounded)
-SHIFT_PROBABILITY = 0.5   # the share of training images shifted; the rest are seen as they are
+SHIFT_PROBABILITY = 0.5   # the share of training images shifted (or mirrored); the rest are seen as they are
 
 
 def max_shift(height: int, width: int) -> int:
@@ -43,3 +46,13 @@ def shift_images(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     batch = torch.arange(b, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
     return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]            # (B, C, H, W)
+
+
+def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Which of ``batch`` images to mirror left-right (batch,) bool, half of them; drawn like draw_shifts."""
+    return torch.rand((batch,), generator=generator) < SHIFT_PROBABILITY                 # (B,)
+
+
+def flip_images(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) with those marked in ``flips`` (B,) mirrored left-right, the rest unchanged."""
+    return torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)          # (B, C, H, W)

@@ -29,7 +29,7 @@ from cvae_sdk.quality import EvalClassifier
 
 from .adversarial import AdversarialPhase, diversity
 from .aggregate import aggregate_posterior, fit_aggregate_prior
-from .augment import draw_shifts, shift_images
+from .augment import draw_flips, draw_shifts, flip_images, shift_images
 from .board import Board
 from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
@@ -135,6 +135,7 @@ class _Loop:
         self.net: torch.nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
         self.image_values = math.prod(data.x.shape[1:])  # C * H * W: what the budgets scale by
         self.precision = config.planned_precision(self.image_values, native_bf16(self.device))  # "fp32" or "bf16"
+        self.augment = config.planned_augment(data.x.shape[1])  # "shift", "flip" or "none"
         self.total_epochs = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)
         self.patience = config.planned_patience(self.total_epochs)
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
@@ -274,7 +275,8 @@ class _Loop:
         self.position = None
         loss, recon, kl = (total / n for total in at.sums)
         return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": self.beta_at(1.0),
-                "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds, "precision": self.precision}
+                "lr": self.lr_at(1.0), "seconds": seconds, "samples_per_s": n / seconds, "precision": self.precision,
+                "augment": self.augment}
 
     def train_step(self, idx: torch.Tensor, epoch_fraction: float) -> _StepStats:
         """Forward and backward on this rank's part of the global batch ``idx`` (B,); gradients are left
@@ -286,9 +288,11 @@ class _Loop:
             x = torch.bernoulli(data.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
         else:
             x = data.x[idx[part].to(self.device)]
-        if self.config.augment == "shift":  # drawn for the global batch, like the noise: same on every rank
+        if self.augment == "shift":  # drawn for the global batch, like the noise: same on every rank
             height, width = x.shape[2:]
             x = shift_images(x, draw_shifts(idx.shape[0], height, width, self.generator)[part])
+        elif self.augment == "flip":
+            x = flip_images(x, draw_flips(idx.shape[0], self.generator)[part])
         n_part = x.shape[0]
         if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
             part, x = slice(0, 1), data.x[idx[:1].to(self.device)]
