@@ -105,9 +105,8 @@ def train(
     beta: Annotated[float, typer.Option(help="Weight of the KL term.")] = _D.beta,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarise training images.")] = _D.binarize,
     augment: Annotated[Literal["auto", "shift", "flip", "none"], typer.Option(
-        help="flip: mirror half the training images left-right (photographs, never characters); shift: move "
-             "half of them by up to 1/14 of their side in whole pixels (never resampled); none: as they are. "
-             "Small sets train longer before they overfit. auto: flip for colour images, none for grey."
+        help="auto (flip for colour, none for grey); flip: mirror half the training images left-right; shift: move "
+             "half by up to 1/14 of their side in whole pixels; none: as they are. Delays overfitting."
     )] = _D.augment,  # type: ignore[assignment]
     classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
                                                          "the shipped one if it fits the data, else one fitted "
