@@ -72,9 +72,9 @@ LIKELIHOODS = {1: "bernoulli", 3: "gaussian"}
 # for 0.05 MFLOP more per sample); on grey sets 32 drew no better than 16 (benchmarks/quality.md).
 LATENT_DIMS = {1: 16, 3: 64}
 # --augment auto, by image channels: colour photographs keep their class mirrored, and mirroring half of them
-# let every colour set train longer before it overfits and draw more faithful, more varied samples
-# (benchmarks/quality.md, "Augmentation"); a mirrored character is another character or none, and
-# shifting grey sets drew worse samples, so grey images are seen as they are.
+# let both 32x32 colour sets train longer, to a higher validation ELBO and more varied samples
+# (benchmarks/quality.md, "Colour images mirrored"); a mirrored character is another character or none,
+# and shifting a grey set drew worse samples, so grey images are seen as they are.
 AUGMENT_BY_CHANNELS = {1: "none", 3: "flip"}
 # The prior when --aggregate-components is not given: the aggregate posterior itself, one diagonal Gaussian
 # per training image (training/aggregate.py). Fitted mixtures of 10 to 128 Gaussians per label drew

@@ -95,10 +95,11 @@ def test_same_seed_same_losses(tiny_npz: Path, tiny_run: Path, tmp_path: Path) -
         assert a["train_loss"] == b["train_loss"] and a["val_elbo"] == b["val_elbo"]
 
 
-def test_resume_equals_uninterrupted(tiny_npz: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("augment", ["shift", "flip"])
+def test_resume_equals_uninterrupted(tiny_npz: Path, tmp_path: Path, augment: str) -> None:
     """Extending a run with --resume --epochs: exact with a constant rate (a cosine one follows the new total)."""
     full = tmp_path / "full"
-    flat = {"aggregate_components": 0, "lr_schedule": "constant", "augment": "shift"}  # shifts resume exactly too
+    flat = {"aggregate_components": 0, "lr_schedule": "constant", "augment": augment}  # augmented runs resume exactly
     train(tiny_config(tiny_npz, full, epochs=3, **flat), progress=False)
     part = tmp_path / "part"
     train(tiny_config(tiny_npz, part, epochs=1, **flat), progress=False)
