@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 SHIFT_FRACTION = 1 / 14   # the largest shift, as a fraction of the image side (rounded)
-SHIFT_PROBABILITY = 0.5   # the share of training images shifted (or mirrored); the rest are seen as they are
+AUGMENTED_SHARE = 0.5     # the share of training images shifted or mirrored; the rest are seen as they are
 
 
 def max_shift(height: int, width: int) -> int:
@@ -33,7 +33,7 @@ def draw_shifts(batch: int, height: int, width: int, generator: torch.Generator)
     data-parallel run and every resumed run draws the same shifts."""
     limit = max_shift(height, width)
     shifts = torch.randint(-limit, limit + 1, (batch, 2), generator=generator)         # (B, 2)
-    keep = torch.rand((batch, 1), generator=generator) >= SHIFT_PROBABILITY             # (B, 1)
+    keep = torch.rand((batch, 1), generator=generator) >= AUGMENTED_SHARE               # (B, 1)
     return shifts.masked_fill(keep, 0)
 
 
@@ -50,7 +50,7 @@ def shift_images(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
 
 def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
     """Which of ``batch`` images to mirror left-right (batch,) bool, half of them; drawn like draw_shifts."""
-    return torch.rand((batch,), generator=generator) < SHIFT_PROBABILITY                 # (B,)
+    return torch.rand((batch,), generator=generator) < AUGMENTED_SHARE                   # (B,)
 
 
 def flip_images(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
