@@ -52,6 +52,10 @@ ADVERSARIAL_BUDGET, MAX_ADVERSARIAL_EPOCHS = 100_000, 10
 # Planned ELBO epochs that early stopping leaves unrun go to the phase, within the same cap: a phase
 # epoch costs about PHASE_EPOCH_COST ELBO epochs (the discriminator's steps and the health check).
 PHASE_EPOCH_COST = 3.0
+# Above BUDGET_VALUES the phase keeps its budget counted in images, and the planned ELBO epochs pay for
+# the phase epochs this adds, PHASE_EPOCH_COST each, down to the ELBO floor (phase_trade): at 64x64
+# colour the phase's length decided FD and the worst class where the last ELBO epochs did not
+# (benchmarks/quality.md, "Larger images").
 # Both budgets (and MIN_EPOCHS) count images of up to BUDGET_VALUES pixel values, 32x32 colour, the
 # largest size measured inside 20 minutes on 2 cores. A step costs about its pixel values, so larger
 # images see proportionally fewer (64x64 colour: a quarter; benchmarks/quality.md, "Larger images").
@@ -88,6 +92,16 @@ def budget_scale(image_values: int, precision: str = "fp32") -> float:
     ("fp32" or "bf16"): 1 up to BUDGET_VALUES (float32) or BUDGET_VALUES / BF16_STEP_COST (bfloat16)."""
     cost = image_values * (BF16_STEP_COST if precision == "bf16" else 1.0)
     return min(1.0, BUDGET_VALUES / max(1.0, cost))
+
+
+def _elbo_epochs(train_images: int, scale: float) -> int:
+    """About SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS], all three at ``scale``."""
+    return max(math.ceil(MIN_EPOCHS * scale), min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
+
+
+def _phase_epochs(train_images: int, scale: float, extra: float = 0.0) -> int:
+    """About ADVERSARIAL_BUDGET images seen at ``scale``, plus ``extra`` epochs, within [1, MAX_ADVERSARIAL_EPOCHS]."""
+    return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images) + extra)))
 
 
 class TrainingDiverged(RuntimeError):
@@ -186,12 +200,13 @@ class TrainConfig:
     def planned_epochs(self, train_images: int, image_values: int, precision: str = "fp32") -> int:
         """--epochs, or about SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS], both scaled
         down for images of more than BUDGET_VALUES values (``image_values``: channels x height x width),
-        counted at the step cost of ``precision`` (budget_scale)."""
+        counted at the step cost of ``precision`` (budget_scale), less what the phase's epochs take
+        (phase_trade)."""
         if self.epochs is not None:
             return self.epochs
         scale = budget_scale(image_values, precision)
-        return max(math.ceil(MIN_EPOCHS * scale),
-                   min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
+        traded = self.phase_trade(train_images, image_values, precision)
+        return _elbo_epochs(train_images, scale) - round(traded * PHASE_EPOCH_COST)
 
     def planned_patience(self, planned_epochs: int) -> int:
         """--patience, or PATIENCE epochs, or PATIENCE_SHARE of a shorter plan of ``planned_epochs``."""
@@ -202,13 +217,26 @@ class TrainConfig:
     def planned_adversarial_epochs(self, train_images: int, image_values: int, precision: str = "fp32",
                                    unrun_epochs: int = 0) -> int:
         """--adversarial-epochs, or about ADVERSARIAL_BUDGET images seen (scaled as in planned_epochs)
-        plus ``unrun_epochs`` planned ELBO epochs that early stopping left (PHASE_EPOCH_COST each; counted
-        only when the ELBO epochs were planned too), within [1, MAX_ADVERSARIAL_EPOCHS]."""
+        plus the epochs the ELBO plan pays for (phase_trade) and ``unrun_epochs`` planned ELBO epochs that
+        early stopping left (PHASE_EPOCH_COST each; counted only when the ELBO epochs were planned too),
+        within [1, MAX_ADVERSARIAL_EPOCHS]."""
         if self.adversarial_epochs is not None:
             return self.adversarial_epochs
         scale = budget_scale(image_values, precision)
+        traded = self.phase_trade(train_images, image_values, precision)
         unrun = unrun_epochs / PHASE_EPOCH_COST if self.epochs is None else 0.0
-        return max(1, min(MAX_ADVERSARIAL_EPOCHS, round(ADVERSARIAL_BUDGET * scale / max(1, train_images) + unrun)))
+        return min(MAX_ADVERSARIAL_EPOCHS, _phase_epochs(train_images, scale, unrun) + traded)
+
+    def phase_trade(self, train_images: int, image_values: int, precision: str = "fp32") -> int:
+        """Phase epochs that planned ELBO epochs pay for when neither length is given: those the phase
+        loses by its budget's scaling for large images (budget_scale), as many as the ELBO plan affords
+        above its floor, MIN_EPOCHS scaled, at PHASE_EPOCH_COST ELBO epochs each. 0 up to BUDGET_VALUES."""
+        if self.epochs is not None or self.adversarial_epochs is not None:
+            return 0
+        scale = budget_scale(image_values, precision)
+        lost = _phase_epochs(train_images, 1.0) - _phase_epochs(train_images, scale)
+        affordable = (_elbo_epochs(train_images, scale) - math.ceil(MIN_EPOCHS * scale)) // PHASE_EPOCH_COST
+        return max(0, min(lost, int(affordable)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -129,17 +129,23 @@ def test_phase_length_follows_the_data() -> None:
     assert config.planned_adversarial_epochs(ADVERSARIAL_BUDGET // 3, grey) == 3
     assert config.planned_adversarial_epochs(10 * ADVERSARIAL_BUDGET, grey) == 1
     assert config.planned_adversarial_epochs(100, grey) == MAX_ADVERSARIAL_EPOCHS
-    # 64x64 colour images cost four times 32x32 colour ones: a quarter of the images
     assert config.planned_adversarial_epochs(9_000, 3 * 32 * 32) == MAX_ADVERSARIAL_EPOCHS  # 11, capped
-    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64) == round(ADVERSARIAL_BUDGET / 4 / 9_000) == 3
-    bf16 = config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16")  # a bfloat16 step costs 0.6 of one
-    assert bf16 == round(ADVERSARIAL_BUDGET / (4 * 0.6) / 9_000) == 5
-    # planned ELBO epochs that early stopping left unrun buy phase epochs (PHASE_EPOCH_COST each), within the cap
-    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=16) == 10  # 4.63 + 16 / 3
-    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=40) == MAX_ADVERSARIAL_EPOCHS
-    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, unrun_epochs=3) == 4
-    # not when the user set the ELBO epochs: stopping early then leaves no planned time
+    # 64x64 colour images cost four times 32x32 colour ones: their budgets count a quarter of the images
+    # (bfloat16 steps: 0.42), and the ELBO plan pays for the phase epochs lost, down to its floor
     explicit = TrainConfig(data="d", out="o", epochs=46)
+    assert explicit.planned_adversarial_epochs(9_000, 3 * 64 * 64) == round(ADVERSARIAL_BUDGET / 4 / 9_000) == 3
+    bf16 = explicit.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16")  # a bfloat16 step costs 0.6 of one
+    assert bf16 == round(ADVERSARIAL_BUDGET / (4 * 0.6) / 9_000) == 5
+    assert config.phase_trade(9_000, 3 * 64 * 64, "bf16") == 5  # 46 ELBO epochs, 15 of them traded
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16") == MAX_ADVERSARIAL_EPOCHS
+    assert config.phase_trade(9_000, 3 * 64 * 64) == 6  # float32: 28 ELBO epochs, 18 traded to keep the floor of 10
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64) == 9
+    assert config.phase_trade(60_000, 3 * 64 * 64) == 0 and config.phase_trade(9_000, 3 * 32 * 32) == 0
+    # planned ELBO epochs that early stopping left unrun buy phase epochs (PHASE_EPOCH_COST each), within the cap
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, unrun_epochs=3) == 10
+    assert config.planned_adversarial_epochs(9_000, 3 * 64 * 64, unrun_epochs=40) == MAX_ADVERSARIAL_EPOCHS
+    assert config.planned_adversarial_epochs(60_000, 3 * 64 * 64, unrun_epochs=6) == 2  # 0.42 + 6 / 3: at its floor
+    # not when the user set the ELBO epochs: stopping early then leaves no planned time
     assert explicit.planned_adversarial_epochs(9_000, 3 * 64 * 64, "bf16", unrun_epochs=16) == 5
     assert TrainConfig(data="d", out="o", adversarial_epochs=2).planned_adversarial_epochs(100, grey) == 2
     assert TrainConfig(data="d", out="o", adversarial_epochs=0).planned_adversarial_epochs(100, grey) == 0

@@ -186,6 +186,21 @@ def test_alarms_wait_for_the_learning_phase_and_advise_one_way(tiny_npz: Path, t
     assert not any("larger --beta" in line for line in printed)  # one way for β
 
 
+def test_epoch_lines_count_the_phase_in_the_time_left(tiny_npz: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Each epoch's console line says the most time left, the adversarial phase's included."""
+    def epoch_lines() -> list[str]:
+        return [line for line in capsys.readouterr().err.splitlines() if "val ELBO" in line]
+
+    capsys.readouterr()
+    train(tiny_config(tiny_npz, tmp_path / "phase", epochs=2, adversarial_epochs=1), progress=True)
+    lines = epoch_lines()  # the last ELBO epoch still has the phase ahead
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"] and all("left" in line for line in lines), lines
+    train(tiny_config(tiny_npz, tmp_path / "none", epochs=2), progress=True)
+    lines = epoch_lines()
+    assert "left" in lines[0] and "left" not in lines[1], lines
+
+
 def _npz(path: Path, images: np.ndarray, labels: np.ndarray, **extra: np.ndarray) -> Path:
     np.savez(path, images=images, labels=labels, **extra)
     return path
@@ -252,12 +267,16 @@ def test_training_length_follows_the_data() -> None:
     assert config.planned_epochs(60_000, grey) == MIN_EPOCHS == 40              # the full MNIST
     assert config.planned_epochs(2_700, grey) == MAX_EPOCHS                     # small data stops early instead
     assert config.planned_epochs(9_000, BUDGET_VALUES) == 111                   # 32x32 colour: the full budget
-    assert config.planned_epochs(9_000, 3 * 64 * 64) == round(SAMPLE_BUDGET / 4 / 9_000) == 28  # 64x64 colour
+    # 64x64 colour: a quarter of the budget, 28 epochs, of which the phase takes 18 (phase_trade)
+    assert round(SAMPLE_BUDGET / 4 / 9_000) == 28 and config.planned_epochs(9_000, 3 * 64 * 64) == 28 - 18
     assert config.planned_epochs(60_000, 3 * 64 * 64) == MIN_EPOCHS // 4        # its floor shrinks alike
     assert TrainConfig(data="unused", out="unused", epochs=3).planned_epochs(21_911, 3 * 64 * 64) == 3
     # bfloat16 steps cost 0.6 of float32 ones: 64x64 colour then gets 0.42 of the budget, 32x32 colour still all
-    assert config.planned_epochs(9_000, 3 * 64 * 64, "bf16") == round(SAMPLE_BUDGET / (4 * 0.6) / 9_000) == 46
+    assert round(SAMPLE_BUDGET / (4 * 0.6) / 9_000) == 46 and config.planned_epochs(9_000, 3 * 64 * 64, "bf16") == 31
     assert config.planned_epochs(9_000, BUDGET_VALUES, "bf16") == 111
+    # a set phase length keeps the whole ELBO plan
+    phase_set = TrainConfig(data="unused", out="unused", adversarial_epochs=5)
+    assert phase_set.planned_epochs(9_000, 3 * 64 * 64, "bf16") == 46
 
 
 def test_patience_is_twenty_epochs_or_a_quarter_of_a_shorter_plan() -> None:

@@ -22,9 +22,10 @@ def alarm_from(total_epochs: int) -> int:
 
 
 def summary_line(record: dict[str, Any], total: int, latent_dim: int, improved: bool, left_s: float) -> str:
-    """One console line per epoch; the time left is for every planned epoch (early stopping may end sooner)."""
+    """One console line per epoch; ``left_s`` is the time of every planned epoch left and the adversarial
+    phase's (early stopping may end sooner), shown while there is some."""
     fidelity = record.get("label_fidelity")
-    left = f"  at most {_duration(left_s)} left" if record["epoch"] < total else ""
+    left = f"  at most {_duration(left_s)} left" if left_s > 0 else ""
     return (f"epoch {record['epoch']}/{total}  val ELBO {record['val_elbo']:.2f}  "
             f"active units {record['active_units']}/{latent_dim}  label fidelity "
             f"{'-' if fidelity is None else f'{fidelity:.3f}'}  {record['seconds']:.1f} s"

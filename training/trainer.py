@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cvae_sdk.backends import CODE_BUDGET, TrainConfig, TrainingDiverged, TrainResult
+from cvae_sdk.backends import CODE_BUDGET, PHASE_EPOCH_COST, TrainConfig, TrainingDiverged, TrainResult
 from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
@@ -238,8 +238,10 @@ class _Loop:
             self.best = record["val_elbo"]
             save_checkpoint(self.state(), self.run_dir / BEST)
         save_checkpoint(self.state(), self.run_dir / LAST)
-        if progress:
-            left = (self.total_epochs - self.epoch) * float(np.mean([r["seconds"] for r in self.history]))
+        if progress:  # the epochs left and the phase's, PHASE_EPOCH_COST epochs each, at this run's epoch time
+            phase = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
+            epochs_left = self.total_epochs - self.epoch + PHASE_EPOCH_COST * phase
+            left = epochs_left * float(np.mean([r["seconds"] for r in self.history]))
             print(summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
                   file=sys.stderr, flush=True)
 
