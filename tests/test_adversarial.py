@@ -91,6 +91,36 @@ def test_ctrl_c_in_the_phase_saves_it_and_resume_is_exact(tiny_npz: Path, phased
     assert all(torch.equal(again["model"][k], v) for k, v in got["model"].items())
 
 
+def test_the_phase_augments_its_images_only_when_asked(tiny_npz: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With AUGMENT (off in the defaults) a mirrored run's phase reconstructs and judges mirrored images too."""
+    import cvae_sdk_training.adversarial as adversarial
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, str]] = []
+
+    def spy(x: torch.Tensor, mode: str, generator: torch.Generator, *args: object) -> torch.Tensor:
+        out = adversarial_augment(x, mode, generator, *args)
+        seen.append((x, out, mode))
+        return out
+
+    adversarial_augment = adversarial.augment_batch
+    monkeypatch.setattr(adversarial, "augment_batch", spy)
+    for on, augment in ((True, "flip"), (False, "none")):  # off: a mirrored run's phase sees images as they are
+        monkeypatch.setattr(adversarial, "AUGMENT", on)
+        seen.clear()
+        run = tmp_path / augment
+        train(tiny_config(tiny_npz, run, epochs=1, adversarial_epochs=1, augment="flip"), progress=False)
+        assert load_checkpoint(run / "best.pt")["adversarial"]["augment"] == augment
+        assert seen and {mode for *_, mode in seen} == {augment}
+        rows = [(a, b) for x, out, _ in seen for a, b in zip(x, out, strict=True)]
+        mirrored = sum(not torch.equal(a, b) and torch.equal(b, a.flip(-1)) for a, b in rows)
+        unchanged = sum(torch.equal(a, b) for a, b in rows)
+        if augment == "flip":  # about half of the phase's images, each mirrored exactly
+            assert 0.3 * len(rows) < mirrored and mirrored + unchanged == len(rows)
+        else:
+            assert unchanged == len(rows)
+
+
 def test_a_diverging_phase_keeps_the_decoder_before_it_and_says_so(tiny_npz: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "cvae_sdk", "train", "--data", str(tiny_npz), "--out", str(run),

@@ -387,6 +387,18 @@ def test_flip_augmentation_mirrors_half_the_images_left_right_and_keeps_the_rest
     assert torch.equal(flips, draw_flips(4000, torch.Generator().manual_seed(0)))
 
 
+def test_a_ranks_augmented_slice_is_the_global_batchs() -> None:
+    """A data-parallel rank draws for the global batch and keeps its rows: the ranks together see one batch."""
+    from cvae_sdk_training.augment import augment_batch
+
+    x = torch.rand(8, 1, 12, 12)
+    for mode in ("shift", "flip"):
+        whole = augment_batch(x, mode, torch.Generator().manual_seed(3))
+        part = augment_batch(x[4:], mode, torch.Generator().manual_seed(3), 8, slice(4, 8))
+        assert torch.equal(part, whole[4:]) and not torch.equal(whole, x)
+    assert augment_batch(x, "none", torch.Generator().manual_seed(3)) is x
+
+
 def test_runs_saved_before_augmentation_existed_resume_without_it() -> None:
     assert TrainConfig.from_dict({"data": "d", "out": "o"}).augment == "none"
     auto = TrainConfig(data="d", out="o")  # new runs: colour images mirrored, grey ones as they are

@@ -45,6 +45,7 @@ from cvae_sdk.latents import transform
 from cvae_sdk.progress import progress_bar
 from cvae_sdk.quality import mean_pairwise_distance
 
+from .augment import augment_batch
 from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
 from .export import choose_prior
 from .model import CVAE
@@ -67,6 +68,10 @@ GAN_LOSS = "non-saturating"  # the phase's GAN loss, recorded in its summary
 # diversity but drew a worse FD on photos (14.8x against 11.7x, where two runs of the default phase differ by 0.03x),
 # and at 1 it cost label fidelity in the first epoch (benchmarks/quality.md), so it stays off.
 MODE_SEEKING = 0.0
+# With AUGMENT the phase shifts or mirrors its images as ELBO training did (--augment): mirrored colour images drew
+# no better on photos (FD 10.416x against 10.263x) and worse on photos64 (29.875x against 28.259x, worst class
+# 0.458 against 0.492; results/phase_augment.jsonl), so the phase sees the images as they are.
+AUGMENT = False
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
 CHECK_PER_CLASS = 100         # samples of each label the health check draws
 CHECK_SEED_OFFSET = 7         # and their fixed noise: the run's seed plus this
@@ -111,8 +116,9 @@ class AdversarialPhase:
                  weight: float, seed: int, run_dir: Path,
                  health: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                  interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", augment: str = "none") -> None:
         self.model, self.x, self.y = model, x, y                       # x (N, C, H, W), y (N,) on the device
+        self.augment = augment if AUGMENT else "none"                  # "shift", "flip" or "none"
         self.precision = precision                                     # the steps' arithmetic (training/precision.py)
         self.epochs, self.weight, self.run_dir = epochs, weight, run_dir
         self.health, self.interrupted, self.on_epoch = health, interrupted, on_epoch
@@ -192,7 +198,7 @@ class AdversarialPhase:
                 print(_summary_line(record, self.epochs, self.reference), file=sys.stderr, flush=True)
         summary = {"epochs": self.epoch, "planned_epochs": self.epochs, "weight": self.weight, "loss": GAN_LOSS,
                    "mode_seeking": self.mode_seeking,
-                   "precision": self.precision,
+                   "precision": self.precision, "augment": self.augment,
                    "fakes": ["reconstructions", *(["prior samples"] if self.prior_fakes else [])],
                    "reference": self.reference, "history": self.history, "stopped": stopped,
                    "seconds": float(sum(r["seconds"] for r in self.history))}
@@ -258,7 +264,8 @@ class AdversarialPhase:
         eps = torch.randn((idx.shape[0], self.model.cfg.latent_dim), generator=self.generator)  # (B, D), on the CPU
         eps_prior = self.draw_prior_noise(idx.shape[0]) if self.prior_fakes else None
         idx = idx.to(self.device)
-        x, y = self.x[idx], self.y[idx]                                                       # (B, C, H, W), (B,)
+        x = augment_batch(self.x[idx], self.augment, self.generator)                          # (B, C, H, W)
+        y = self.y[idx]                                                                       # (B,)
         with torch.no_grad():
             mu, logvar = self.model.encode(x, y)                                              # (B, D), frozen
             z = mu + (0.5 * logvar).exp() * eps.to(self.device)

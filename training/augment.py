@@ -56,3 +56,17 @@ def draw_flips(batch: int, generator: torch.Generator) -> torch.Tensor:
 def flip_images(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     """Images (B, C, H, W) with those marked in ``flips`` (B,) mirrored left-right, the rest unchanged."""
     return torch.where(flips.to(x.device)[:, None, None, None], x.flip(-1), x)          # (B, C, H, W)
+
+
+def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator, batch: int | None = None,
+                  part: slice = slice(None)) -> torch.Tensor:
+    """Images (b, C, H, W) shifted, mirrored or left as they are (``mode`` "shift", "flip" or "none").
+
+    The draws are for a batch of ``batch`` images (default b), of which ``x`` holds the rows ``part``:
+    a data-parallel rank draws for the global batch and keeps its own slice, so every rank draws alike."""
+    n = x.shape[0] if batch is None else batch
+    if mode == "shift":
+        return shift_images(x, draw_shifts(n, x.shape[2], x.shape[3], generator)[part])
+    if mode == "flip":
+        return flip_images(x, draw_flips(n, generator)[part])
+    return x

@@ -29,7 +29,7 @@ from cvae_sdk.quality import EvalClassifier
 
 from .adversarial import AdversarialPhase, diversity
 from .aggregate import aggregate_posterior, fit_aggregate_prior
-from .augment import draw_flips, draw_shifts, flip_images, shift_images
+from .augment import augment_batch
 from .board import Board
 from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
@@ -290,11 +290,7 @@ class _Loop:
             x = torch.bernoulli(data.x[idx.to(self.device)].cpu(), generator=self.generator)[part]
         else:
             x = data.x[idx[part].to(self.device)]
-        if self.augment == "shift":  # drawn for the global batch, like the noise: same on every rank
-            height, width = x.shape[2:]
-            x = shift_images(x, draw_shifts(idx.shape[0], height, width, self.generator)[part])
-        elif self.augment == "flip":
-            x = flip_images(x, draw_flips(idx.shape[0], self.generator)[part])
+        x = augment_batch(x, self.augment, self.generator, idx.shape[0], part)  # drawn for the global batch
         n_part = x.shape[0]
         if n_part == 0:  # a last batch smaller than the world: take part with a zero-weighted example
             part, x = slice(0, 1), data.x[idx[:1].to(self.device)]
@@ -417,7 +413,8 @@ class _Loop:
             return
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
                                  self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
-                                 None if self.board is None else self.board.phase_epoch, self.precision)
+                                 None if self.board is None else self.board.phase_epoch, self.precision,
+                                 self.augment)
         phase.run(progress)
         self.draw_samples()
 
