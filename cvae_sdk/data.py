@@ -21,7 +21,10 @@ IDX_DTYPES: dict[int, np.dtype[Any]] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
-COLOUR_CHANNELS = (1, 3)  # channel counts read as such: (N, H, W, 3) is channels-last colour
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: what samples and PNG grids can be; (N, H, W, 3) is channels-last colour
+# The .npz key layouts read, as (train images, train labels, test images, test labels): this project's, and the one
+# keras.datasets' load_data() returns (its mnist.npz holds exactly these keys)
+NPZ_LAYOUTS = (("images", "labels", "test_images", "test_labels"), ("x_train", "y_train", "x_test", "y_test"))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 GREY_MODES = ("1", "L", "LA", "I", "I;16")  # Pillow modes read as one channel; every other mode as RGB
 
@@ -217,9 +220,11 @@ def _read_maybe_gzip(path: Path) -> bytes:
 # --- npz -------------------------------------------------------------------------------------
 
 def load_npz(path: Path) -> Dataset:
-    """Load ``images`` (N,H,W) or (N,C,H,W), ``labels`` (N,) and optional ``class_names``.
+    """Load ``images`` (N,H,W), (N,C,H,W) or (N,H,W,C), ``labels`` (N,) and optional ``class_names``.
 
-    Optional ``test_images``/``test_labels`` become the test split.
+    Optional ``test_images``/``test_labels`` become the test split. Keras' keys (``x_train``, ``y_train``,
+    ``x_test``, ``y_test``) read the same. Labels are integers, or strings naming the classes (sorted, unless
+    ``class_names`` orders them); Keras' (N, 1) labels read as (N,).
     """
     with open(path, "rb") as handle:
         magic = handle.read(4)
@@ -232,19 +237,15 @@ def load_npz(path: Path) -> Dataset:
         raise ValueError(f"{path}: truncated or corrupt .npz file ({err}); write or copy it again") from err
     with archive:
         keys = set(archive.files)
-        missing = {"images", "labels"} - keys
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {sorted(missing)}; an .npz dataset needs 'images' "
-                             f"and 'labels' (found {sorted(keys)})")
+        images, labels, test_images, test_labels = _npz_layout(path, keys)
         arrays = {key: _npz_array(archive, key, path) for key in keys}
-        train = _npz_split(path, arrays["images"], arrays["labels"], "images/labels")
+        names = arrays["class_names"].tolist() if "class_names" in keys else None
+        train_labels, class_names = _label_indices(path, arrays[labels], names, labels)
+        train = _npz_split(path, arrays[images], train_labels, f"{images}/{labels}")
         test = None
-        if "test_images" in keys and "test_labels" in keys:
-            test = _npz_split(path, arrays["test_images"], arrays["test_labels"], "test_images/test_labels")
-        if "class_names" in keys:
-            class_names = tuple(str(c) for c in arrays["class_names"].tolist())
-        else:
-            class_names = tuple(str(i) for i in range(int(train.labels.max(initial=0)) + 1))
+        if test_images in keys and test_labels in keys:
+            indices, _ = _label_indices(path, arrays[test_labels], list(class_names), test_labels)
+            test = _npz_split(path, arrays[test_images], indices, f"{test_images}/{test_labels}")
     for name, split in (("train", train), ("test", test)):
         if split is not None:
             _check_labels(split.labels, len(class_names), f"{path} ({name})")
@@ -252,6 +253,38 @@ def load_npz(path: Path) -> Dataset:
         raise ValueError(f"{path}: test images {test.image_shape} differ in shape from train images "
                          f"{train.image_shape}")
     return Dataset(train, test, class_names, str(path))
+
+
+def _npz_layout(path: Path, keys: set[str]) -> tuple[str, str, str, str]:
+    """The key layout of NPZ_LAYOUTS this archive uses, or a ValueError naming what is missing."""
+    found = [layout for layout in NPZ_LAYOUTS if {layout[0], layout[1]} <= keys]
+    if len(found) > 1:
+        raise ValueError(f"{path}: holds both 'images'/'labels' and Keras' 'x_train'/'y_train'; keep one pair")
+    if not found:
+        missing = {"images", "labels"} - keys
+        raise ValueError(f"{path}: missing key(s) {sorted(missing)}; an .npz dataset needs 'images' and 'labels' "
+                         f"(or Keras' 'x_train' and 'y_train'), found {sorted(keys)}")
+    return found[0]
+
+
+def _label_indices(path: Path, labels: np.ndarray, names: list[Any] | None,
+                   key: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels (N,) or (N, 1) as class indices, and the class names: given, the sorted string labels, or 0..max."""
+    if labels.ndim == 2 and labels.shape[1] == 1:  # Keras' CIFAR labels are (N, 1)
+        labels = labels[:, 0]
+    if labels.dtype.kind in "US":  # strings name the classes
+        text = labels.astype(str)
+        class_names = tuple(str(c) for c in names) if names is not None else tuple(sorted(set(text.tolist())))
+        unknown = sorted(set(text.tolist()) - set(class_names))
+        if unknown:
+            raise ValueError(f"{path}: {key} holds label(s) {unknown[:5]} that are not in class_names "
+                             f"{list(class_names)[:10]}; add them there or fix the labels")
+        index = {name: i for i, name in enumerate(class_names)}
+        return np.array([index[t] for t in text.tolist()], dtype=np.int64).reshape(labels.shape), class_names
+    if names is not None:
+        return labels, tuple(str(c) for c in names)
+    top = int(labels.max(initial=0)) if labels.size and np.issubdtype(labels.dtype, np.integer) else 0
+    return labels, tuple(str(i) for i in range(top + 1))
 
 
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
@@ -268,10 +301,15 @@ def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
 def _npz_split(path: Path, images: np.ndarray, labels: np.ndarray, what: str) -> LabeledImages:
     if images.ndim == 3:
         images = images[:, None]
-    if images.ndim == 4 and images.shape[3] in COLOUR_CHANNELS and images.shape[1] not in COLOUR_CHANNELS:
+    if images.ndim == 4 and images.shape[3] in CHANNELS and images.shape[1] not in CHANNELS:
         images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # channels-last (N, H, W, C), as PIL writes
     if images.ndim != 4:
-        raise ValueError(f"{path}: {what} images must be shaped (N,H,W) or (N,C,H,W), got {images.shape}")
+        raise ValueError(f"{path}: {what} images must be shaped (N,H,W), (N,C,H,W) or (N,H,W,C), "
+                         f"got {images.shape}")
+    if images.shape[1] not in CHANNELS:
+        raise ValueError(f"{path}: the images ({what}) are shaped {images.shape}, with {images.shape[1]} channels; "
+                         "cvae-sdk draws 1 (grey), 3 (RGB) or 4 (RGBA) channels, first or last: "
+                         "(N,C,H,W) or (N,H,W,C)")
     if labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"{path}: {what} hold {images.shape[0]} images but labels are shaped "
                          f"{labels.shape}; labels must be (N,) with N matching")

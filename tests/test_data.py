@@ -212,3 +212,51 @@ def test_image_folder_problems_name_the_file_and_the_fix(tmp_path: Path) -> None
                   ["z"])
     with pytest.raises(ValueError, match="the test split has a class the train split lacks"):
         load_dataset(tmp_path / "extra")
+
+
+def test_keras_npz_layout_reads_as_the_projects(tmp_path: Path) -> None:
+    """keras.datasets' keys, channels-last colour and (N, 1) labels (CIFAR's) need no conversion."""
+    rng = np.random.default_rng(0)
+    x, x_test = rng.integers(0, 256, (12, 8, 8, 3), np.uint8), rng.integers(0, 256, (5, 8, 8, 3), np.uint8)
+    y, y_test = rng.integers(0, 3, (12, 1)), rng.integers(0, 3, (5, 1))
+    path = tmp_path / "keras.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    ds = load_dataset(path)
+    assert ds.train.images.shape == (12, 3, 8, 8) and ds.test is not None and ds.test.images.shape == (5, 3, 8, 8)
+    np.testing.assert_array_equal(ds.train.images, x.transpose(0, 3, 1, 2) / np.float32(255))
+    np.testing.assert_array_equal(ds.train.labels, y[:, 0])
+    np.testing.assert_array_equal(ds.test.labels, y_test[:, 0])
+    both = tmp_path / "both.npz"
+    np.savez(both, x_train=x, y_train=y, images=x, labels=y[:, 0])
+    with pytest.raises(ValueError, match="both 'images'/'labels' and Keras'"):
+        load_dataset(both)
+
+
+def test_string_labels_name_the_classes(tmp_path: Path) -> None:
+    images = np.zeros((4, 5, 5), np.uint8)
+    path = tmp_path / "named.npz"
+    np.savez(path, images=images, labels=np.array(["dog", "cat", "dog", "emu"]),
+             test_images=images[:2], test_labels=np.array(["emu", "cat"]))
+    ds = load_dataset(path)
+    assert ds.class_names == ("cat", "dog", "emu")  # sorted, so the same names give the same indices
+    np.testing.assert_array_equal(ds.train.labels, [1, 0, 1, 2])
+    assert ds.test is not None
+    np.testing.assert_array_equal(ds.test.labels, [2, 0])
+    ordered = tmp_path / "ordered.npz"
+    np.savez(ordered, images=images, labels=np.array(["dog", "cat", "dog", "cat"]), class_names=["dog", "cat"])
+    np.testing.assert_array_equal(load_dataset(ordered).train.labels, [0, 1, 0, 1])
+    stray = tmp_path / "stray.npz"
+    np.savez(stray, images=images, labels=np.array(["dog", "cat", "dog", "cat"]),
+             test_images=images[:1], test_labels=np.array(["yak"]))
+    with pytest.raises(ValueError, match=r"test_labels holds label\(s\) \['yak'\] that are not in class_names"):
+        load_dataset(stray)
+
+
+def test_channel_counts_other_than_grey_rgb_rgba_are_refused_before_training(tmp_path: Path) -> None:
+    rgba = tmp_path / "rgba.npz"
+    np.savez(rgba, images=np.zeros((3, 16, 16, 4), np.uint8), labels=np.zeros(3, np.int64))
+    assert load_dataset(rgba).train.images.shape == (3, 4, 16, 16)  # channels-last RGBA, as PIL writes it
+    two = tmp_path / "two.npz"
+    np.savez(two, images=np.zeros((3, 2, 16, 16), np.uint8), labels=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"with 2 channels; cvae-sdk draws 1 \(grey\), 3 \(RGB\) or 4 \(RGBA\)"):
+        load_dataset(two)
