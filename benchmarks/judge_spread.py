@@ -44,11 +44,12 @@ def main() -> None:
     with RESULTS.open("a") as results:
         for spec in args.classifier:
             name, _, path = spec.partition("=")
-            classifier = EvalClassifier.load(path or name)
+            path = path or name  # a bare PATH names its own rows
+            classifier = EvalClassifier.load(path)
             for contrast in args.contrast or [1.0]:
                 report = score_images(with_contrast(out.samples, contrast), out.labels, test, classifier, names)
                 worst = min(report["per_class"], key=lambda r: r["fidelity"])["class"]
-                row = {"set": args.set, "model": str(args.model), "classifier": name, "classifier_path": path or name,
+                row = {"set": args.set, "model": str(args.model), "classifier": name, "classifier_path": path,
                        "contrast_factor": contrast, **{k: report[k] for k in KEYS}, "worst_class": worst}
                 results.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)

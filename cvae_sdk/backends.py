@@ -94,9 +94,14 @@ def budget_scale(image_values: int, precision: str = "fp32") -> float:
     return min(1.0, BUDGET_VALUES / max(1.0, cost))
 
 
+def _elbo_floor(scale: float) -> int:
+    """The fewest ELBO epochs a plan at ``scale`` gets: MIN_EPOCHS, scaled."""
+    return math.ceil(MIN_EPOCHS * scale)
+
+
 def _elbo_epochs(train_images: int, scale: float) -> int:
     """About SAMPLE_BUDGET examples seen, within [MIN_EPOCHS, MAX_EPOCHS], all three at ``scale``."""
-    return max(math.ceil(MIN_EPOCHS * scale), min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
+    return max(_elbo_floor(scale), min(MAX_EPOCHS, round(SAMPLE_BUDGET * scale / max(1, train_images))))
 
 
 def _phase_epochs(train_images: int, scale: float, extra: float = 0.0) -> int:
@@ -235,7 +240,7 @@ class TrainConfig:
             return 0
         scale = budget_scale(image_values, precision)
         lost = _phase_epochs(train_images, 1.0) - _phase_epochs(train_images, scale)
-        affordable = (_elbo_epochs(train_images, scale) - math.ceil(MIN_EPOCHS * scale)) // PHASE_EPOCH_COST
+        affordable = (_elbo_epochs(train_images, scale) - _elbo_floor(scale)) // PHASE_EPOCH_COST
         return max(0, min(lost, int(affordable)))
 
     def to_dict(self) -> dict[str, Any]:

@@ -239,12 +239,13 @@ def load_npz(path: Path) -> Dataset:
         keys = set(archive.files)
         images, labels, test_images, test_labels = _npz_layout(path, keys)
         arrays = {key: _npz_array(archive, key, path) for key in keys}
-        names = arrays["class_names"].tolist() if "class_names" in keys else None
-        train_labels, class_names = _label_indices(path, arrays[labels], names, labels)
+        names = tuple(str(c) for c in arrays["class_names"].tolist()) if "class_names" in keys else None
+        train_labels, names = _label_indices(path, arrays[labels], names, labels)
         train = _npz_split(path, arrays[images], train_labels, f"{images}/{labels}")
+        class_names = names or tuple(str(i) for i in range(int(train.labels.max(initial=0)) + 1))
         test = None
         if test_images in keys and test_labels in keys:
-            indices, _ = _label_indices(path, arrays[test_labels], list(class_names), test_labels)
+            indices, _ = _label_indices(path, arrays[test_labels], class_names, test_labels)
             test = _npz_split(path, arrays[test_images], indices, f"{test_images}/{test_labels}")
     for name, split in (("train", train), ("test", test)):
         if split is not None:
@@ -267,24 +268,22 @@ def _npz_layout(path: Path, keys: set[str]) -> tuple[str, str, str, str]:
     return found[0]
 
 
-def _label_indices(path: Path, labels: np.ndarray, names: list[Any] | None,
-                   key: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Labels (N,) or (N, 1) as class indices, and the class names: given, the sorted string labels, or 0..max."""
+def _label_indices(path: Path, labels: np.ndarray, names: tuple[str, ...] | None,
+                   key: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Labels (N,) or (N, 1) as (N,), string labels as class indices, and the class names: ``names``, the
+    sorted string labels, or None (numbered from the labels once they are checked)."""
     if labels.ndim == 2 and labels.shape[1] == 1:  # Keras' CIFAR labels are (N, 1)
         labels = labels[:, 0]
     if labels.dtype.kind in "US":  # strings name the classes
         text = labels.astype(str)
-        class_names = tuple(str(c) for c in names) if names is not None else tuple(sorted(set(text.tolist())))
+        class_names = names if names is not None else tuple(sorted(set(text.tolist())))
         unknown = sorted(set(text.tolist()) - set(class_names))
         if unknown:
             raise ValueError(f"{path}: {key} holds label(s) {unknown[:5]} that are not in class_names "
                              f"{list(class_names)[:10]}; add them there or fix the labels")
         index = {name: i for i, name in enumerate(class_names)}
         return np.array([index[t] for t in text.tolist()], dtype=np.int64).reshape(labels.shape), class_names
-    if names is not None:
-        return labels, tuple(str(c) for c in names)
-    top = int(labels.max(initial=0)) if labels.size and np.issubdtype(labels.dtype, np.integer) else 0
-    return labels, tuple(str(i) for i in range(top + 1))
+    return labels, names
 
 
 def _npz_array(archive: Any, key: str, path: Path) -> np.ndarray:
