@@ -43,9 +43,12 @@ from cvae_sdk.request import (
 )
 from cvae_sdk.validate import graph_problems
 
-# Rows per session run for large requests. On CPU, 1,024 rows run as fast as 4,096 with a quarter of
-# the activation memory (the shipped conv decoder: ~90 MB vs ~350 MB); a GPU takes larger ones.
-CPU_CHUNK, GPU_CHUNK = 1024, 65536
+# Rows per session run for large requests. On CPU, 256 rows keep a layer's activations in the caches: the
+# shipped int8 variant ran 1.12x as fast as in 1,024-row runs at 4,096 samples, float32 within a few
+# hundredths of its best chunk (benchmarks/results/chunk_size.json); a GPU takes larger ones. The prior
+# is drawn PRIOR_ROWS at a time, where its per-call cost is spread thin (the same samples whatever the
+# split: draws are keyed by row).
+CPU_CHUNK, GPU_CHUNK, PRIOR_ROWS = 256, 65536, 4096
 SHIPPED_MODEL = "mnist-cvae.onnx"  # shipped beside it: its int8 variant, mnist-cvae.int8.onnx
 Variant = Literal["int8", "fp16"]  # what `export --int8` / `--fp16` writes beside an artifact
 VARIANTS: tuple[str, ...] = get_args(Variant)
@@ -118,7 +121,7 @@ class Generator:
 
         ``providers`` is ``"auto"`` (CUDA only if it really loads, else CPU) or an explicit
         list; a requested provider that did not load raises ``ProviderUnavailableError``.
-        ``chunk_size`` bounds the rows of one session run (default 1,024 on CPU, 65,536 on GPU).
+        ``chunk_size`` bounds the rows of one session run (default 256 on CPU, 65,536 on GPU).
         On CUDA, runs go through IO binding with one CUDA graph per batch bucket (``cuda_graphs``).
         """
         model_path = model_file(path, variant)
@@ -237,11 +240,12 @@ class Generator:
         request = check_request(self._config, labels, num_samples_per_label, rng=rng, temperature=temperature,
                                 output_type=output_type)
         ids, key, temp = request.labels, request.key, request.temperature
-        if ids.shape[0] <= self._chunk:
+        rows = max(self._chunk, PRIOR_ROWS)
+        if ids.shape[0] <= rows:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
         z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
-        for lo in range(0, ids.shape[0], self._chunk):  # bounded temporaries for huge requests
-            z[lo:lo + self._chunk] = prior_latents(self._config.prior, ids[lo:lo + self._chunk], key, lo, temp)
+        for lo in range(0, ids.shape[0], rows):  # bounded temporaries for huge requests
+            z[lo:lo + rows] = prior_latents(self._config.prior, ids[lo:lo + rows], key, lo, temp)
         return ids, z
 
     def _render(self, z: np.ndarray, ids: np.ndarray, output_type: str = "np") -> Any:

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from cvae_sdk.bench import flops_per_sample
+from cvae_sdk.bench.run import ROUNDS
 
 
 def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: Path) -> None:
@@ -30,8 +31,10 @@ def test_bench_measures_engines_and_reports_ratios(tiny_model: Path, tmp_path: P
     assert measured == {(e, b) for e in ("sdk-fp32", "torch-eager", "openvino") for b in (1, 16)}
     for row in report["rows"]:
         assert row["samples_per_s"] > 0 and row["p99_us"] >= row["p50_us"] > 0 and row["peak_rss_mb"] > 0
+        assert row["calls"] >= ROUNDS * 2  # every engine timed in each round, two calls a window at least
         assert 0 < row["roofline_ratio"] < 1.5
     assert report["flops_per_sample"] == flops_per_sample(tiny_model) > 0
+    assert report["rounds"] == ROUNDS
     assert set(report["ratios"]["sdk-fp32/torch-eager"]) == {"1", "16"}
     rate = {(r["engine"], r["batch"]): r["samples_per_s"] for r in report["rows"]}
     for batch, best in report["vs_best_competitor"].items():  # the fastest of torch and OpenVINO, per batch

@@ -1,5 +1,5 @@
 """The PyTorch reference engines of ``cvae-sdk bench``: the artifact's decoder rebuilt in torch from
-its own initializers, sampling the same mixture prior at the same temperature in the same chunks."""
+its own initializers, sampling the same mixture prior at the same temperature, decoded in chunks."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ import torch
 from onnx import numpy_helper
 
 from cvae_sdk.bench.engines import Engine
-from cvae_sdk.generator import CPU_CHUNK, GPU_CHUNK, Generator
+from cvae_sdk.generator import GPU_CHUNK, Generator
 
 from .export import ExportCheckError, GenerativePath, check_parity, exported_decoder
 from .model import CVAE, ModelConfig
+
+# Rows per torch call on CPU, the chunk each mode ran fastest in of those tried (results/chunk_size.json):
+# 256 eager, 1,024 compiled; on a GPU the SDK's GPU_CHUNK.
+TORCH_EAGER_CHUNK, TORCH_COMPILE_CHUNK = 256, 1024
 
 
 def torch_generative_path(model: Path) -> tuple[Any, Any]:
@@ -44,8 +48,9 @@ def _check_same_function(module: torch.nn.Module, model: Path, config: Any) -> N
 
 
 def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_host: bool = True,
-                 graphs: bool = False) -> Engine:
-    """Returns (batch -> timed call, the engine's label); the call samples and decodes one batch.
+                 graphs: bool = False, chunk: int | None = None) -> Engine:
+    """Returns (batch -> timed call, the engine's label); the call samples and decodes one batch,
+    ``chunk`` rows at a time (default on CPU TORCH_EAGER_CHUNK or TORCH_COMPILE_CHUNK, on a GPU GPU_CHUNK).
 
     ``graphs`` (CUDA): the whole call (noise, prior, decoder) is captured once per batch size as
     a CUDA graph and replayed, the strongest torch baseline for small batches (no per-kernel launch
@@ -59,7 +64,7 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
     module = module.to(device)
     run = torch.compile(module) if compiled else module
     # The same work as the SDK: the artifact's whole mixture prior at its (per-class) temperature,
-    # decoded in the same chunks (CPU_CHUNK rows on CPU), output copied to host numpy.
+    # decoded in chunks, output copied to host numpy.
     prior = config.prior
     means = torch.from_numpy(prior.means).float().to(device)                # (K, M, D)
     scales = torch.from_numpy(prior.scales).float().to(device)              # (K, M, D) or (K, M, D, D)
@@ -68,7 +73,8 @@ def torch_engine(model: Path, threads: int, device: str, *, compiled: bool, to_h
                             dtype=torch.float32, device=device)             # (K,)
     eye = torch.eye(config.num_classes, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
-    chunk = CPU_CHUNK if device == "cpu" else GPU_CHUNK
+    if chunk is None:
+        chunk = GPU_CHUNK if device != "cpu" else TORCH_COMPILE_CHUNK if compiled else TORCH_EAGER_CHUNK
 
     def decode(y: Any, noise: Any) -> Any:
         """y (B,) labels -> (B, C, H, W) samples, drawing with ``noise`` (a torch.Generator or None)."""

@@ -17,7 +17,8 @@ samples to the host; ``sdk-cuda-device`` and ``torch-cuda-device`` leave them on
 ``sdk-cuda-fp16`` runs a float16 artifact, output on the GPU.
 
 Every engine does the same work: it samples the artifact's whole mixture prior at its temperature
-and decodes in the same chunks. What differs, and is stated: torch draws its noise where it runs
+and decodes it in chunks, each engine in the chunk size it ran fastest in on CPU
+(``benchmarks/chunk_size.py``). What differs, and is stated: torch draws its noise where it runs
 (on the GPU for CUDA), the SDK on the host (counter-based, so samples do not depend on batching).
 TF32 is off on both sides (onnxruntime's ``use_tf32=0``; torch's matmul and cuDNN flags), and the
 CUDA roofline is a GEMM timed with torch on the same GPU in the same precision (float32 without

@@ -3,6 +3,8 @@ training backend), doing the same work on the same weights."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +23,16 @@ CUDA_PROVIDER = ("CUDAExecutionProvider", {"use_tf32": "0"})  # TF32 off: float3
 SDK_OUTPUT: dict[str, OutputType] = {"sdk-cuda": "np", "sdk-cuda-uint8": "uint8", "sdk-cuda-device": "device",
                                      "sdk-cuda-fp16": "device"}
 Engine = tuple[Callable[[int], Callable[[], object]], list[str]]  # (batch -> timed call, providers in use)
+# Rows per OpenVINO infer call: each engine decodes in the chunk it ran fastest in on the shipped files
+# (results/chunk_size.json: OpenVINO's int8 rate rose with the chunk up to 4,096 rows, its float32 rate was
+# level); the SDK in its own default (CPU_CHUNK), torch in its own (training/bench_engines.py).
+OPENVINO_CHUNK = 4096
+REPLY = "@bench "  # marks an engine subprocess's answers on its stdout (serve)
 
 
-def openvino_engine(model: Path, threads: int) -> Engine:
+def openvino_engine(model: Path, threads: int, chunk: int = OPENVINO_CHUNK) -> Engine:
     """The same ONNX file compiled by OpenVINO's CPU plugin, float32 forced, doing the SDK's work: the
-    artifact's mixture prior at its temperature (the SDK's own sampler), decoded in the same chunks.
+    artifact's mixture prior at its temperature (the SDK's own sampler), decoded ``chunk`` rows per call.
     Given the int8 file, OpenVINO runs its quantised ops in int8 and the rest in float32."""
     try:
         import openvino as ov
@@ -33,7 +40,7 @@ def openvino_engine(model: Path, threads: int) -> Engine:
         raise ImportError("openvino is not installed (pip install 'cvae-sdk[openvino]')") from err
 
     from cvae_sdk.artifact import INPUT_Y, INPUT_Z
-    from cvae_sdk.generator import CPU_CHUNK, Generator
+    from cvae_sdk.generator import Generator
     from cvae_sdk.latents import prior_latents, request_key
 
     config = Generator.from_pretrained(model, providers=["CPUExecutionProvider"]).config
@@ -50,8 +57,8 @@ def openvino_engine(model: Path, threads: int) -> Engine:
         def call() -> object:
             key = request_key(0)
             out = np.empty((batch, *config.sample_shape), dtype=np.float32)
-            for lo in range(0, batch, CPU_CHUNK):
-                ids = labels[lo:lo + CPU_CHUNK]
+            for lo in range(0, batch, chunk):
+                ids = labels[lo:lo + chunk]
                 z = prior_latents(config.prior, ids, key, lo, temperature)
                 out[lo:lo + ids.shape[0]] = request.infer({INPUT_Z: z, INPUT_Y: eye[ids]})[0]
             return out
@@ -61,10 +68,12 @@ def openvino_engine(model: Path, threads: int) -> Engine:
     return make, [f"openvino-{ov.__version__.split('-')[0]}-CPU"]
 
 
-def sdk_engine(model: Path, threads: int, providers: list[Any], output_type: OutputType = "np") -> Engine:
+def sdk_engine(model: Path, threads: int, providers: list[Any], output_type: OutputType = "np",
+               chunk: int | None = None) -> Engine:
+    """``Generator.generate`` on the file, in the Generator's default chunk unless ``chunk`` is given."""
     from cvae_sdk.generator import Generator
 
-    gen = Generator.from_pretrained(model, providers=providers, threads=threads)
+    gen = Generator.from_pretrained(model, providers=providers, threads=threads, chunk_size=chunk)
     k = gen.config.num_classes
 
     def make(batch: int) -> Callable[[], object]:
@@ -74,34 +83,43 @@ def sdk_engine(model: Path, threads: int, providers: list[Any], output_type: Out
     return make, gen.providers
 
 
-def worker(engine: str, model: Path, threads: int, batches: list[int], min_seconds: float,
-           cuda_options: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Measure one engine; called in a fresh subprocess by :func:`run_benchmark`."""
+def build_engine(engine: str, model: Path, threads: int, cuda_options: dict[str, str] | None = None) -> Engine:
+    """The named engine on ``model``: (batch -> timed call, providers in use)."""
     if engine in ("sdk-fp32", "sdk-int8"):
-        make, providers = sdk_engine(model, threads, ["CPUExecutionProvider"])
-    elif engine in SDK_OUTPUT:
+        return sdk_engine(model, threads, ["CPUExecutionProvider"])
+    if engine in SDK_OUTPUT:
         provider = (CUDA_PROVIDER[0], {**CUDA_PROVIDER[1], **(cuda_options or {})})
-        make, providers = sdk_engine(model, threads, [provider], SDK_OUTPUT[engine])
-    elif engine in ("openvino", "openvino-int8"):
-        make, providers = openvino_engine(model, threads)
-    else:
-        from cvae_sdk.backends import capability
+        return sdk_engine(model, threads, [provider], SDK_OUTPUT[engine])
+    if engine in ("openvino", "openvino-int8"):
+        return openvino_engine(model, threads)
+    from cvae_sdk.backends import capability
 
-        make, providers = capability("torch", "bench_engine")(
-            model, threads, "cuda" if engine.startswith("torch-cuda") else "cpu",
-            compiled=engine == "torch-compile", to_host=not engine.endswith("-device"),
-            graphs=engine.startswith("torch-cuda-graphs"))
-    rows = []
-    for batch in batches:
-        call = make(batch)
-        huge = batch >= 65536  # one call can take seconds: fewer, still median-of-several
-        times = time_calls(call, min_seconds, max_calls=5000 if batch <= 16 else 1000, warmup=1 if huge else 3,
-                           min_calls=3 if huge else 5)
-        median = float(np.median(times))
-        rows.append({"engine": engine, "batch": batch, "samples_per_s": batch / median,
-                     "p50_us": median * 1e6, "p99_us": float(np.percentile(times, 99)) * 1e6, "calls": len(times),
-                     "peak_rss_mb": peak_rss_mb(), "providers": providers})
-    return rows
+    built: Engine = capability("torch", "bench_engine")(
+        model, threads, "cuda" if engine.startswith("torch-cuda") else "cpu",
+        compiled=engine == "torch-compile", to_host=not engine.endswith("-device"),
+        graphs=engine.startswith("torch-cuda-graphs"))
+    return built
+
+
+def serve(engine: str, model: Path, threads: int, cuda_options: dict[str, str] | None = None) -> None:
+    """The engine's side of an interleaved bench, in a subprocess of its own (:mod:`cvae_sdk.bench.run`).
+
+    Builds the engine once and says which providers it uses, then answers one timing window per request
+    line on stdin: ``{"batch", "seconds", "warmup", "min_calls", "max_calls"}`` -> the window's seconds per
+    call and the process's peak RSS so far. Every answer is one stdout line starting with :data:`REPLY`,
+    so whatever else an engine prints is ignored.
+    """
+    make, providers = build_engine(engine, model, threads, cuda_options)
+    print(REPLY + json.dumps({"providers": providers}), flush=True)
+    calls: dict[int, Callable[[], object]] = {}
+    for line in sys.stdin:
+        ask = json.loads(line)
+        batch = ask["batch"]
+        if batch not in calls:
+            calls[batch] = make(batch)
+        times = time_calls(calls[batch], ask["seconds"], max_calls=ask["max_calls"], warmup=ask["warmup"],
+                           min_calls=ask["min_calls"])
+        print(REPLY + json.dumps({"times": times, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 def batcher_benchmark(model: Path, threads: int, callers: int = 64, per_caller: int = 40,
