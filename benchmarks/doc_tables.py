@@ -389,6 +389,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-subpixel-repeat": lambda: bench_table("cpu-2core-subpixel16-repeat"),
     "bench-true-peak": lambda: bench_table("cpu-2core-true-peak"),
+    "bench-interleaved": lambda: bench_table("cpu-2core-interleaved"),
+    "bench-interleaved-repeat": lambda: bench_table("cpu-2core-interleaved-repeat"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),
     "ddp": ddp_table, "serve": serve_table, "serve-int8": lambda: serve_table("serve_load_int8.json"),
     "serve-workers": lambda: serve_table("serve_load_workers.json"),
