@@ -271,3 +271,53 @@ def test_the_health_check_draws_from_the_prior_the_artifact_ships(tiny_npz: Path
     with torch.no_grad():
         expected = model.decode(torch.from_numpy(shipped), torch.from_numpy(labels)).numpy()
     np.testing.assert_allclose(images, expected, atol=1e-6)
+
+
+def test_the_phase_ships_its_weights_moving_average_when_asked(tiny_npz: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With EMA_DECAY (off in the defaults) the kept decoder is the moving average of the steps' weights, and an
+    interrupted phase resumes to the same average."""
+    import cvae_sdk_training.adversarial as adversarial
+    from cvae_sdk_training.model import CVAE, ModelConfig
+
+    monkeypatch.setattr(adversarial, "EMA_DECAY", 0.5)
+    step, weights = AdversarialPhase.step, []
+
+    def recorded(self: AdversarialPhase, idx: torch.Tensor) -> tuple[float, float, float, float]:
+        if not weights:
+            weights.append([p.detach().clone() for p in self.decoder])  # before the phase's first step
+        losses = step(self, idx)
+        weights.append([p.detach().clone() for p in self.decoder])
+        return losses
+
+    monkeypatch.setattr(AdversarialPhase, "step", recorded)
+    whole = tmp_path / "whole"
+    train(tiny_config(tiny_npz, whole, **PHASE), progress=False)
+    best = load_checkpoint(whole / "best.pt")
+    phase = best["adversarial"]
+    assert phase["ema_decay"] == 0.5 and phase["stopped"] is None and phase["epochs"] == 2
+    average = weights[0]
+    for step_weights in weights[1:]:
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, step_weights, strict=True)]
+    model = CVAE(ModelConfig.from_dict(best["model_config"]))
+    model.load_state_dict(best["model"])
+    shipped = list(model.decoder.parameters())
+    assert all(torch.allclose(s, a, atol=1e-6) for s, a in zip(shipped, average, strict=True))
+    assert not all(torch.equal(s, w) for s, w in zip(shipped, weights[-1], strict=True))
+
+    calls: list[int] = []
+
+    def step_then_sigint(self: AdversarialPhase, idx: torch.Tensor) -> tuple[float, float, float, float]:
+        calls.append(1)
+        if len(calls) == 7:  # Ctrl-C in the middle of the second phase epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, idx)
+
+    monkeypatch.setattr(AdversarialPhase, "step", step_then_sigint)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_npz, resumed, **PHASE), progress=False)
+    monkeypatch.setattr(AdversarialPhase, "step", step)
+    train(tiny_config(tiny_npz, resumed, **PHASE), resume=True, progress=False)
+    got = load_checkpoint(resumed / "best.pt")
+    assert all(torch.equal(got["model"][k], v) for k, v in best["model"].items())
