@@ -327,7 +327,8 @@ class AdversarialPhase:
         self.opt_g.step()
         if self.ema is not None:
             with torch.no_grad():
-                torch._foreach_lerp_(self.ema, [p.detach() for p in self.decoder], 1.0 - EMA_DECAY)
+                for average, p in zip(self.ema, self.decoder, strict=True):
+                    average.lerp_(p.detach(), 1.0 - EMA_DECAY)
         return rec.item(), gan.item(), d_loss.item(), weight.item()
 
     def judge(self, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
