@@ -76,8 +76,8 @@ AUGMENT = False
 # An exponential moving average of the decoder's weights over the phase's steps, with this decay (0: off): the
 # decoder it keeps, checks and ships is the average instead of the last step's weights (Yazici et al., 2019). On
 # fixed trained weights it took mnist-3k's FD from 2.445x to 2.375x (0.98) and kept photos64's level (29.2x against
-# 28.6x, diversity 0.869 against 0.825; 0.995 was smoother and lost FD: benchmarks/quality.md); the defaults' whole
-# runs were not re-recorded with it, so it stays off.
+# 28.6x; 0.995 was smoother and lost FD), but a whole default run of photos64 with it drew 31.3x against the own-data
+# row's 28.3x (benchmarks/quality.md), so it stays off.
 EMA_DECAY = 0.0
 SEED_OFFSET = 6               # the phase's random stream: the run's seed plus this
 CHECK_PER_CLASS = 100         # samples of each label the health check draws
