@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvae_sdk.bench import machine
+from cvae_sdk.bench import machine, time_calls
 from cvae_sdk.bench.engines import openvino_engine, sdk_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +58,8 @@ def interleaved(calls: dict[tuple[str, int], Callable[[], object]], rounds: int,
         call()
     for _ in range(rounds):
         for key, call in calls.items():
-            if warm:
-                call()  # the caches as this configuration leaves them, not as the previous one did
-            started = time.perf_counter()
-            while True:
-                t0 = time.perf_counter()
-                call()
-                times[key].append(time.perf_counter() - t0)
-                if time.perf_counter() - started >= WINDOW_S:
-                    break
+            # a warm-up call: the caches as this configuration leaves them, not as the previous one did
+            times[key] += time_calls(call, WINDOW_S, max_calls=10**6, warmup=1 if warm else 0, min_calls=1)
     return times
 
 

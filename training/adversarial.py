@@ -195,8 +195,7 @@ class AdversarialPhase:
         while self.epoch < self.epochs and stopped is None:
             record = self.run_epoch(progress)
             stopped = self.unhealthy(record)
-            if stopped is not None:  # back to the decoder of the epoch before (or before the phase)
-                self.model.load_state_dict(self.kept)
+            if stopped is not None:  # the decoder of the epoch before (or before the phase) is loaded below
                 print(f"warning: {stopped}", file=sys.stderr, flush=True)
                 break
             self.epoch += 1
