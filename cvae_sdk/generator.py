@@ -330,11 +330,15 @@ class Generator:
 
     def _chunks(self, each: np.ndarray, per_label: int, key: np.ndarray, temp: float | np.ndarray,
                 output_type: str, start: int, stop: int) -> Iterator[GenerationOutput[Any]]:
-        for lo in range(start, stop, self._chunk):  # labels per chunk: memory bounded whatever the total
-            hi = min(stop, lo + self._chunk)
-            ids = each[np.arange(lo, hi) // per_label]                                   # (hi - lo,)
-            z = prior_latents(self._config.prior, ids, key, lo, temp)
-            yield package(self._render(z, ids, output_type), ids, z, output_type, lo)
+        block = self._chunk * -(-PRIOR_ROWS // self._chunk)  # whole chunks, the prior's rows drawn at once
+        for first in range(start, stop, block):  # memory bounded whatever the total
+            last = min(stop, first + block)
+            block_ids = each[np.arange(first, last) // per_label]                        # (last - first,)
+            block_z = prior_latents(self._config.prior, block_ids, key, first, temp)       # (last - first, D)
+            for lo in range(first, last, self._chunk):
+                hi = min(last, lo + self._chunk)
+                ids, z = block_ids[lo - first:hi - first], block_z[lo - first:hi - first]
+                yield package(self._render(z, ids, output_type), ids, z, output_type, lo)
 
     @overload
     def interpolate(self, start_label: int | str, end_label: int | str, steps: int = 8, *,

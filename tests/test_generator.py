@@ -118,6 +118,16 @@ def test_iter_chunks_concatenate_to_generate(tiny_model: Path) -> None:
     assert np.array_equal(np.concatenate(parts), whole[130:480])
 
 
+def test_iter_chunks_across_prior_blocks(tiny_model: Path) -> None:
+    """A stream longer than one block of prior draws keeps chunk boundaries and generate's samples."""
+    gen = Generator.from_pretrained(tiny_model, chunk_size=1000)
+    whole = gen.generate([0, 2], 3000, rng=5)
+    chunks = list(gen.iter_chunks([0, 2], 3000, rng=5, start=130, stop=5900))
+    assert [len(c.samples) for c in chunks] == [1000] * 5 + [770]
+    assert np.array_equal(np.concatenate([c.latents for c in chunks]), whole.latents[130:5900])
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), whole.samples[130:5900])
+
+
 def test_interpolation_between_labels(gen: Generator) -> None:
     out = gen.interpolate("top", "bottom", steps=6, rng=0)
     assert out.samples.shape == (6, 1, 12, 12)
