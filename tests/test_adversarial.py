@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
-from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, diversity, mode_seeking
+from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, PatchDiscriminator, diversity, mode_seeking
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import train
 
@@ -145,6 +145,21 @@ def test_dropped_modes_or_lost_labels_end_the_phase() -> None:
     assert "lost sample diversity" in str(phase.unhealthy({**healthy, "diversity": 8.9}))
     assert "lost label fidelity" in str(phase.unhealthy({**healthy, "label_fidelity": 0.9}))
     assert "diverged" in str(phase.unhealthy({**healthy, "recon": float("nan")}))
+
+
+def test_the_discriminator_adds_its_label_maps_as_if_the_planes_were_convolved() -> None:
+    """Its one convolution of a plane of ones per call equals the first layer over B x K label planes."""
+    torch.manual_seed(0)
+    for channels, side in ((1, 28), (3, 32), (3, 64)):
+        disc = PatchDiscriminator(channels, 7, 16)
+        x, y = torch.rand(5, channels, side, side, requires_grad=True), torch.tensor([0, 6, 3, 3, 1])
+        planes = torch.nn.functional.one_hot(y, 7).float()[:, :, None, None].expand(-1, -1, side, side)
+        by_planes = disc.net(torch.cat([x, planes], 1))                              # (5, 1, side/4, side/4)
+        assert torch.allclose(disc(x, y), by_planes, atol=1e-6)
+        first = disc.net[0].weight
+        grad = torch.autograd.grad(disc(x, y).square().sum(), [x, first])
+        grad_planes = torch.autograd.grad(by_planes.square().sum(), [x, first])
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grad, grad_planes, strict=True))
 
 
 def test_diversity_is_the_mean_pairwise_distance_within_labels() -> None:

@@ -86,20 +86,32 @@ CHECK_SEED_OFFSET = 7         # and their fixed noise: the run's seed plus this
 
 class PatchDiscriminator(nn.Module):
     """Real/fake logits per patch of an image (B, C, H, W) given its label, which enters as K planes; ``width``
-    channels in the first layer, twice that in the second."""
+    channels in the first layer, twice that in the second.
+
+    The label planes are one-hot and constant, so the first layer's response to them is one map per
+    label: it is computed once per call for all K labels (one convolution of a plane of ones) and added
+    to the image's response, where convolving B x K constant planes cost the most of that layer.
+    """
 
     def __init__(self, channels: int, classes: int, width: int) -> None:
         super().__init__()
-        self.classes = classes
+        self.channels, self.classes = channels, classes
         self.net = nn.Sequential(
             nn.Conv2d(channels + classes, width, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
             nn.Conv2d(2 * width, 1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        planes = F.one_hot(y, self.classes).to(x.dtype)[:, :, None, None]      # (B, K, 1, 1)
-        planes = planes.expand(-1, -1, *x.shape[2:])                            # (B, K, H, W)
-        return self.net(torch.cat([x, planes], 1))                              # (B, 1, H/4, W/4)
+        first = self.net[0]
+        assert isinstance(first, nn.Conv2d)
+        weight, bias = first.weight, first.bias                                 # (Wd, C + K, 4, 4), (Wd,)
+        image = F.conv2d(x, weight[:, :self.channels], bias, 2, 1)              # (B, Wd, H/2, W/2)
+        per_label = weight[:, self.channels:].transpose(0, 1).reshape(-1, 1, *weight.shape[2:])  # (K * Wd, 1, 4, 4)
+        ones = x.new_ones((1, 1, *x.shape[2:]))                                 # (1, 1, H, W)
+        maps = F.conv2d(ones, per_label, None, 2, 1).reshape(self.classes, -1)  # (K, Wd * H/2 * W/2)
+        onehot = F.one_hot(y, self.classes).to(maps.dtype)                      # (B, K)
+        labels = (onehot @ maps).reshape(image.shape)  # (B, Wd, H/2, W/2); a matmul's gradient sums in order
+        return self.net[1:](image + labels)                                     # (B, 1, H/4, W/4)
 
 
 def adaptive_weight(rec: torch.Tensor, gan: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -314,15 +326,19 @@ class AdversarialPhase:
         d_loss.backward()
         self.opt_d.step()
         rec = self.model.recon_nll(logits, x).mean()
-        gan = torch.stack([F.softplus(-self.judge(fake, y)).mean() for fake in fakes]).mean()
-        weight = adaptive_weight(rec, gan, self.last)
-        # mode seeking scales with the GAN term, as MSGAN adds it to the generator's loss
-        seek = self.mode_seeking * mode_seeking(fakes[0], z, y) if self.mode_seeking > 0 else 0.0
-        loss = rec + self.weight * weight * (gan + seek)
-        if not torch.isfinite(loss):
-            return math.nan, gan.item(), d_loss.item(), weight.item()  # the decoder is not updated
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        self.disc.requires_grad_(False)  # the decoder's update needs no gradient for the discriminator's weights
+        try:
+            gan = torch.stack([F.softplus(-self.judge(fake, y)).mean() for fake in fakes]).mean()
+            weight = adaptive_weight(rec, gan, self.last)
+            # mode seeking scales with the GAN term, as MSGAN adds it to the generator's loss
+            seek = self.mode_seeking * mode_seeking(fakes[0], z, y) if self.mode_seeking > 0 else 0.0
+            loss = rec + self.weight * weight * (gan + seek)
+            if not torch.isfinite(loss):
+                return math.nan, gan.item(), d_loss.item(), weight.item()  # the decoder is not updated
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            self.disc.requires_grad_(True)
         self.opt_g.step()
         if self.ema is not None:
             with torch.no_grad():
