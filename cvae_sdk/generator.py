@@ -46,8 +46,8 @@ from cvae_sdk.validate import graph_problems
 # Rows per session run for large requests. On CPU, 256 rows keep a layer's activations in the caches: the
 # shipped int8 variant ran 1.12x as fast as in 1,024-row runs at 4,096 samples, float32 within a few
 # hundredths of its best chunk (benchmarks/results/chunk_size.json); a GPU takes larger ones. The prior
-# is drawn PRIOR_ROWS at a time, where its per-call cost is spread thin (the same samples whatever the
-# split: draws are keyed by row).
+# is drawn PRIOR_ROWS at a time (rounded up to whole chunks), where its per-call cost is spread thin
+# (the same samples whatever the split: draws are keyed by row).
 CPU_CHUNK, GPU_CHUNK, PRIOR_ROWS = 256, 65536, 4096
 SHIPPED_MODEL = "mnist-cvae.onnx"  # shipped beside it: its int8 variant, mnist-cvae.int8.onnx
 Variant = Literal["int8", "fp16"]  # what `export --int8` / `--fp16` writes beside an artifact
@@ -106,6 +106,7 @@ class Generator:
         positive_int(chunk_size, "chunk_size")
         self._session, self._config, self._model_path = session, config, model_path
         self._chunk = int(chunk_size)
+        self._prior_block = self._chunk * -(-PRIOR_ROWS // self._chunk)  # whole chunks, at least PRIOR_ROWS rows
         self._eye = np.eye(config.num_classes, dtype=np.float32)
         self._outputs = [OUTPUT]
         self._runner = runner  # the IO-bound CUDA path, when the session runs on CUDA
@@ -240,7 +241,7 @@ class Generator:
         request = check_request(self._config, labels, num_samples_per_label, rng=rng, temperature=temperature,
                                 output_type=output_type)
         ids, key, temp = request.labels, request.key, request.temperature
-        rows = max(self._chunk, PRIOR_ROWS)
+        rows = self._prior_block
         if ids.shape[0] <= rows:
             return ids, prior_latents(self._config.prior, ids, key, 0, temp)
         z = np.empty((ids.shape[0], self._config.latent_dim), dtype=np.float32)
@@ -330,7 +331,7 @@ class Generator:
 
     def _chunks(self, each: np.ndarray, per_label: int, key: np.ndarray, temp: float | np.ndarray,
                 output_type: str, start: int, stop: int) -> Iterator[GenerationOutput[Any]]:
-        block = self._chunk * -(-PRIOR_ROWS // self._chunk)  # whole chunks, the prior's rows drawn at once
+        block = self._prior_block  # the prior's rows drawn at once, yielded a chunk at a time
         for first in range(start, stop, block):  # memory bounded whatever the total
             last = min(stop, first + block)
             block_ids = each[np.arange(first, last) // per_label]                        # (last - first,)
