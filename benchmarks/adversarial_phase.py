@@ -7,9 +7,10 @@ then runs ``cvae-sdk evaluate`` on the copy with that set's independent classifi
 scores of its samples and its reconstructions to ``benchmarks/results/adversarial_phase.jsonl``
 (``benchmarks/decoder_gap.py`` records the same scores for the run before the phase). A
 ``--gan-weight`` near 0 is the control: the decoder fine-tuned on its reconstructions alone.
-``--constant NAME=VALUE`` sets a numeric constant of ``training/adversarial.py`` for this run only, e.g.
-``MODE_SEEKING=0.1`` (the mode-seeking term, off in the defaults), ``MAX_ADAPTIVE_WEIGHT=1e5`` or
-``SEED_OFFSET=16`` (another random stream for the phase, to see how far two runs of it spread).
+``--constant NAME=VALUE`` sets a numeric or true/false (1 or 0) constant of ``training/adversarial.py``
+for this run only, e.g. ``MODE_SEEKING=0.1`` (the mode-seeking term, off in the defaults),
+``MAX_ADAPTIVE_WEIGHT=1e5``, ``SEED_OFFSET=16`` (another random stream for the phase, to see how far two
+runs of it spread) or ``PRIOR_FAKES=1``.
 
     python benchmarks/adversarial_phase.py RUN --out RUN-adv [--epochs 3] [--gan-weight 1.0]
         [--constant MODE_SEEKING=0.1 ...] [--set NAME]
@@ -72,13 +73,18 @@ def main() -> None:
 
 
 def constant(text: str) -> tuple[str, float]:
-    """``NAME=VALUE`` for a numeric constant that training/adversarial.py defines."""
+    """``NAME=VALUE`` for a numeric or true/false constant that training/adversarial.py defines."""
     from cvae_sdk_training import adversarial
 
     name, _, value = text.partition("=")
     current = getattr(adversarial, name, None)
-    if not isinstance(current, (int, float)) or isinstance(current, bool):
-        raise argparse.ArgumentTypeError(f"{name!r} is not a numeric constant of training/adversarial.py")
+    if not isinstance(current, (int, float)):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a numeric or true/false constant of "
+                                         "training/adversarial.py")
+    if isinstance(current, bool):
+        if value.lower() not in ("0", "1", "true", "false"):
+            raise argparse.ArgumentTypeError(f"{text!r}: the value must be 0, 1, true or false")
+        return name, value.lower() in ("1", "true")
     try:
         return name, type(current)(float(value))
     except ValueError as err:

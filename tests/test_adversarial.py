@@ -336,3 +336,27 @@ def test_the_phase_ships_its_weights_moving_average_when_asked(tiny_npz: Path, t
     train(tiny_config(tiny_npz, resumed, **PHASE), resume=True, progress=False)
     got = load_checkpoint(resumed / "best.pt")
     assert all(torch.equal(got["model"][k], v) for k, v in best["model"].items())
+
+
+def test_the_phase_benchmark_sets_numeric_and_true_false_constants() -> None:
+    """``benchmarks/adversarial_phase.py --constant NAME=VALUE``: typed as the constant is, refused with the reason."""
+    import argparse
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "adversarial_phase.py"
+    spec = importlib.util.spec_from_file_location("adversarial_phase", script)
+    assert spec is not None and spec.loader is not None
+    sys.path.insert(0, str(script.parent))  # the script imports own_data beside it
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(script.parent))
+    assert module.constant("MODE_SEEKING=0.1") == ("MODE_SEEKING", 0.1)
+    assert module.constant("BATCH_SIZE=128") == ("BATCH_SIZE", 128)
+    assert module.constant("PRIOR_FAKES=1") == ("PRIOR_FAKES", True)
+    assert module.constant("AUGMENT=false") == ("AUGMENT", False)
+    for text, reason in (("PRIOR_FAKES=2", "0, 1, true or false"), ("GAN_LOSS=hinge", "not a numeric"),
+                         ("NO_SUCH=1", "not a numeric"), ("LR=fast", "must be a number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=reason):
+            module.constant(text)
