@@ -6,15 +6,32 @@ Everything is real (real files, a real training run, a real onnxruntime session)
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import struct
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TINY_SHAPE = (1, 12, 12)
 TINY_CLASSES = 3
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/NAME.py`` as a module (its ``main`` not run), able to import the scripts beside it."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 def make_images(n: int, shape: tuple[int, int, int], classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

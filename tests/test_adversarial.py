@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import load_benchmark, tiny_config
 from cvae_sdk_training.adversarial import PHASE_FILE, AdversarialPhase, PatchDiscriminator, diversity, mode_seeking
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.trainer import train
@@ -341,17 +341,8 @@ def test_the_phase_ships_its_weights_moving_average_when_asked(tiny_npz: Path, t
 def test_the_phase_benchmark_sets_numeric_and_true_false_constants() -> None:
     """``benchmarks/adversarial_phase.py --constant NAME=VALUE``: typed as the constant is, refused with the reason."""
     import argparse
-    import importlib.util
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "adversarial_phase.py"
-    spec = importlib.util.spec_from_file_location("adversarial_phase", script)
-    assert spec is not None and spec.loader is not None
-    sys.path.insert(0, str(script.parent))  # the script imports own_data beside it
-    try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(script.parent))
+    module = load_benchmark("adversarial_phase")
     assert module.constant("MODE_SEEKING=0.1") == ("MODE_SEEKING", 0.1)
     assert module.constant("BATCH_SIZE=128") == ("BATCH_SIZE", 128)
     assert module.constant("PRIOR_FAKES=1") == ("PRIOR_FAKES", True)

@@ -3,13 +3,13 @@ number in the docs is found in a result file, and README's command table lists e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "benchmarks/quality.md", "exported/README.md", "benchmarks/results/README.md",
@@ -58,11 +58,7 @@ NUMBER = re.compile(r"(?<![\w.\-/])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d{4,}
 
 
 def _doc_tables() -> Any:
-    spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "benchmarks" / "doc_tables.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("doc_tables")
 
 
 def _numbers(value: Any, out: list[float]) -> None:
