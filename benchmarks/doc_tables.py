@@ -389,6 +389,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-subpixel": lambda: bench_table("cpu-2core-subpixel16"),
     "bench-subpixel-repeat": lambda: bench_table("cpu-2core-subpixel16-repeat"),
     "bench-true-peak": lambda: bench_table("cpu-2core-true-peak"),
+    "bench-avx2": lambda: bench_table("cpu-2core-avx2"),
     "bench-interleaved": lambda: bench_table("cpu-2core-interleaved"),
     "bench-interleaved-repeat": lambda: bench_table("cpu-2core-interleaved-repeat"),
     "bench-conv": lambda: bench_table("cpu-2core-conv16"), "bench-mlp": lambda: bench_table("cpu-2core-mlp16"),

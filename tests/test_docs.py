@@ -23,6 +23,7 @@ TABLE_HOMES = {
     "bench-subpixel": "benchmarks/results/README.md",
     "bench-subpixel-repeat": "benchmarks/results/README.md",
     "bench-true-peak": "benchmarks/results/README.md",
+    "bench-avx2": "benchmarks/results/README.md",
     "bench-interleaved": "benchmarks/results/README.md",
     "bench-interleaved-repeat": "benchmarks/results/README.md",
     "bench-conv": "benchmarks/results/README.md", "bench-mlp": "benchmarks/results/README.md",
