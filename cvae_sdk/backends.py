@@ -67,6 +67,13 @@ BUDGET_VALUES = 32 * 32 * 3
 # the budgets.
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_STEP_COST = 0.6
+# --time-limit when not given: the minutes a run and its export may take. The budgets above count images,
+# sized on a 2-core AVX-512 CPU, where a photos epoch (32x32 colour) took a median 3.96 s; on a CPU with AVX2
+# alone it took 9.7 s and the run overran 20 minutes (benchmarks/quality.md). A plan sized from the data is shortened
+# to fit (training/clock.py), leaving EXPORT_RESERVE_S for the export, more for larger images (its square root
+# of their share of BUDGET_VALUES): measured exports took 15-62 s up to 32x32 colour and 70-90 s at 64x64.
+TIME_LIMIT_MINUTES = 20.0
+EXPORT_RESERVE_S = 90.0
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
@@ -92,6 +99,12 @@ def budget_scale(image_values: int, precision: str = "fp32") -> float:
     ("fp32" or "bf16"): 1 up to BUDGET_VALUES (float32) or BUDGET_VALUES / BF16_STEP_COST (bfloat16)."""
     cost = image_values * (BF16_STEP_COST if precision == "bf16" else 1.0)
     return min(1.0, BUDGET_VALUES / max(1.0, cost))
+
+
+def export_reserve(image_values: int) -> float:
+    """Seconds of a time limit kept for the export of images of ``image_values`` values: EXPORT_RESERVE_S up to
+    BUDGET_VALUES, then in proportion to the square root of their size."""
+    return EXPORT_RESERVE_S * math.sqrt(max(1.0, image_values / BUDGET_VALUES))
 
 
 def _elbo_floor(scale: float) -> int:
@@ -150,6 +163,8 @@ class TrainConfig:
     adversarial_weight: float = 1.0
     tensorboard: bool = False  # also log every epoch to RUN/tensorboard (training/board.py)
     precision: str = "auto"  # the training steps' arithmetic (PRECISIONS; planned_precision)
+    # minutes the run and its export may take (0: no limit): planned lengths are shortened to fit (training/clock.py)
+    time_limit: float = TIME_LIMIT_MINUTES
 
     def __post_init__(self) -> None:
         checks = [
@@ -178,6 +193,8 @@ class TrainConfig:
             (self.aggregate_components is None or self.aggregate_components >= 0,
              f"aggregate_components must be >= 0 (0 turns the fit off), got {self.aggregate_components}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (math.isfinite(self.time_limit) and self.time_limit >= 0,
+             f"time_limit must be a number of minutes >= 0 (0: no limit), got {self.time_limit}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -249,10 +266,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Runs saved before ``upsample`` existed had transposed convolutions, before ``augment`` none,
-        before the adversarial phase none, before the latent was sized by channels 16 dimensions, and
-        before ``precision`` float32 steps."""
+        before the adversarial phase none, before the latent was sized by channels 16 dimensions, before
+        ``precision`` float32 steps, and before ``time_limit`` no limit."""
         return cls(**{"upsample": "transpose", "augment": "none", "adversarial_epochs": 0, "latent_dim": 16,
-                      "precision": "fp32", **data})
+                      "precision": "fp32", "time_limit": 0.0, **data})
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,7 @@ def train(
              "(4x4 transposed conv).")] = _D.upsample,  # type: ignore[assignment]
     doublings: Annotated[int, typer.Option(help="Times the conv decoder doubles resolution (the encoder halves "
                                                 "as often); images need 2^N pixels a side.")] = _D.doublings,
-    prior: Annotated[Literal["learned", "standard"], typer.Option(
-        help="p(z|y) during training.")] = _D.prior,  # type: ignore[assignment]
+    prior: Annotated[Literal["learned", "standard"], typer.Option(help="p(z|y) in training.")] = _D.prior,  # type: ignore[assignment]
     likelihood: Annotated[Literal["auto", "bernoulli", "gaussian"], typer.Option(
         help="p(x|z,y): auto takes Bernoulli for grey images, a Gaussian with the optimal shared variance "
              "for colour.")] = _D.likelihood,  # type: ignore[assignment]
@@ -109,8 +108,7 @@ def train(
              "half by up to 1/14 of their side in whole pixels; none: as they are. Delays overfitting."
     )] = _D.augment,  # type: ignore[assignment]
     classifier: Annotated[str | None, typer.Option(help="Evaluation classifier (.onnx) for label fidelity (default: "
-                                                         "the shipped one if it fits the data, else one fitted "
-                                                         "on the train split in seconds).")] = None,
+        "the shipped one if it fits the data, else one fitted on the train split in seconds).")] = None,
     warmup_epochs: Annotated[float, typer.Option(help="Epochs of KL warm-up from 0 to beta.")] = _D.warmup_epochs,
     val_fraction: Annotated[float, typer.Option(help="Share of train data held out (seeded).")] = _D.val_fraction,
     aggregate_components: Annotated[int | None, typer.Option(
@@ -123,11 +121,13 @@ def train(
              "100,000 images seen, 1-10 epochs).")] = _D.adversarial_epochs,
     adversarial_weight: Annotated[float, typer.Option(
         help="Weight of the adversarial phase's GAN term against the reconstruction term.")] = _D.adversarial_weight,
-    tensorboard: Annotated[bool, typer.Option(help="Also log every epoch's numbers and sample grid to "
-                                                   "RUN/tensorboard (needs tensorboard).")] = _D.tensorboard,
+    tensorboard: Annotated[bool, typer.Option(help="Also log every epoch's numbers and sample grid to RUN/tensorboard "
+                                                   "(needs tensorboard).")] = _D.tensorboard,
     precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
         help="Training arithmetic: bf16 is bfloat16 mixed precision; auto takes it for images above 32x32 colour "
              "on a CPU with native bfloat16, else fp32.")] = _D.precision,  # type: ignore[assignment]
+    time_limit: Annotated[float, typer.Option(help="Minutes for the run and its export: planned epochs are cut to "
+        "fit, --epochs and --adversarial-epochs are not (0: no limit).")] = _D.time_limit,
     seed: Annotated[int, typer.Option(help="Seed for init, split, batch order and noise.")] = _D.seed,
     device: Annotated[Literal["cpu", "cuda", "auto"], typer.Option(
         help="Training device.")] = _D.device,  # type: ignore[assignment]

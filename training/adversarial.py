@@ -23,7 +23,9 @@ and says so on one line.
 The phase's state (decoder, discriminator, both optimisers, its random stream and the position in
 its epoch) is saved in ``adversarial.pt`` after every phase epoch and on Ctrl-C, so ``--resume``
 continues it exactly; at its end the sharpened decoder goes into ``best.pt`` (with the phase's
-record under ``"adversarial"``) and ``adversarial.pt`` is removed. Under torchrun the phase runs on
+record under ``"adversarial"``) and ``adversarial.pt`` is removed. A phase given a clock (a planned
+one, training/clock.py) starts no epoch that would end past the run's deadline, judged by its last
+epoch (or, before any, by the estimate it was given). Under torchrun the phase runs on
 rank 0 alone (it takes about a minute on 2 cores), while the other ranks wait.
 """
 
@@ -48,6 +50,7 @@ from cvae_sdk.quality import mean_pairwise_distance
 
 from .augment import augment_batch
 from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
+from .clock import RunClock
 from .export import choose_prior
 from .model import CVAE
 from .precision import autocast
@@ -128,19 +131,22 @@ class AdversarialPhase:
     ``health(images, labels)`` returns the label fidelity and diversity of samples (N, C, H, W) of
     labels (N,): the phase draws them from the prior the artifact ships, with the same noise every
     epoch (:meth:`check_health`); ``interrupted()`` says whether Ctrl-C was pressed; ``on_epoch``
-    (if given) gets every kept phase epoch's record.
+    (if given) gets every kept phase epoch's record; with a ``clock`` it starts no epoch that would end
+    past the clock's deadline, taking ``first_epoch_seconds`` as the first epoch's length.
     """
 
     def __init__(self, model: CVAE, best: dict[str, Any], x: torch.Tensor, y: torch.Tensor, epochs: int,
                  weight: float, seed: int, run_dir: Path,
                  health: Callable[[np.ndarray, np.ndarray], dict[str, float]],
                  interrupted: Callable[[], bool], on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                 precision: str = "fp32", augment: str = "none") -> None:
+                 precision: str = "fp32", augment: str = "none", clock: RunClock | None = None,
+                 first_epoch_seconds: float = 0.0) -> None:
         self.model, self.x, self.y = model, x, y                       # x (N, C, H, W), y (N,) on the device
         self.augment = augment if AUGMENT else "none"                  # "shift", "flip" or "none"
         self.precision = precision                                     # the steps' arithmetic (training/precision.py)
         self.epochs, self.weight, self.run_dir = epochs, weight, run_dir
         self.health, self.interrupted, self.on_epoch = health, interrupted, on_epoch
+        self.clock, self.first_epoch_seconds = clock, first_epoch_seconds
         self.device = x.device
         self.best = best                                                # the run's best checkpoint, as finish() left it
         self.from_epoch = int(best["epoch"])
@@ -175,6 +181,8 @@ class AdversarialPhase:
             self.opt_d.load_state_dict(saved["opt_d"])
             self.generator.set_state(saved["rng"])
             self.epoch, self.history = int(saved["epoch"]), list(saved["history"])
+            if self.clock is not None and saved.get("run_seconds") is not None:
+                self.clock.restore(float(saved["run_seconds"]))
             self.reference = {k: float(v) for k, v in saved["reference"].items()}
             self.kept = saved["kept"]
             if self.ema is not None and saved.get("ema") is not None:
@@ -195,7 +203,7 @@ class AdversarialPhase:
         return {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(), "rng": self.generator.get_state(), "epoch": self.epoch,
                 "history": self.history, "reference": self.reference, "from_epoch": self.from_epoch,
-                "version": PHASE_VERSION,
+                "version": PHASE_VERSION, "run_seconds": None if self.clock is None else self.clock.spent(),
                 "kept": self.kept, "ema": self.ema,
                 "partial": self.position.to_state() if self.position is not None else None}
 
@@ -203,9 +211,17 @@ class AdversarialPhase:
         """Train the decoder for the planned phase epochs (or until a health check fails); return the record."""
         if not self.reference:
             self.reference = self.check_health()
-        stopped = None
+        stopped, timed_out = None, False
         while self.epoch < self.epochs and stopped is None:
+            if self.out_of_time():
+                timed_out = True
+                if progress:
+                    print(f"note: the adversarial phase ends after {self.epoch} of its {self.epochs} epochs, at the "
+                          "run's time limit (--time-limit)", file=sys.stderr, flush=True)
+                break
+            started = time.monotonic()
             record = self.run_epoch(progress)
+            record["wall_seconds"] = time.monotonic() - started
             stopped = self.unhealthy(record)
             if stopped is not None:  # the decoder of the epoch before (or before the phase) is loaded below
                 print(f"warning: {stopped}", file=sys.stderr, flush=True)
@@ -225,10 +241,19 @@ class AdversarialPhase:
                    "precision": self.precision, "augment": self.augment,
                    "fakes": ["reconstructions", *(["prior samples"] if self.prior_fakes else [])],
                    "reference": self.reference, "history": self.history, "stopped": stopped,
+                   "time_limited": timed_out,
                    "seconds": float(sum(r["seconds"] for r in self.history))}
         save_checkpoint({**self.best, "model": self.model.state_dict(), "adversarial": summary}, self.run_dir / BEST)
         (self.run_dir / PHASE_FILE).unlink(missing_ok=True)
         return summary
+
+    def out_of_time(self) -> bool:
+        """Whether the next epoch, as long as the last one (or the estimate before any), would end past the deadline."""
+        if self.clock is None:
+            return False
+        last = self.history[-1] if self.history else None
+        epoch_seconds = self.first_epoch_seconds if last is None else last.get("wall_seconds", last["seconds"])
+        return self.clock.time_left() < epoch_seconds
 
     def unhealthy(self, record: dict[str, Any]) -> str | None:
         """Why this epoch's decoder is not kept, or None."""

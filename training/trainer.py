@@ -1,9 +1,10 @@
-"""The training loop: seeded splits, KL warm-up, validation ELBO, atomic checkpoints, exact resume.
+"""The training loop: seeded splits, KL warm-up, validation ELBO, atomic checkpoints, exact resume, a time limit.
 
 Randomness comes from one ``torch.Generator`` seeded from the config (batch order and the
 reparameterisation noise); its state is saved in every checkpoint, so ``--resume`` continues the
 same stream, including from a checkpoint taken mid-epoch by Ctrl-C. Under torchrun the same loop
 runs data-parallel on DDP (see :mod:`cvae_sdk_training.distributed`): ``batch_size`` is the global batch.
+A plan sized from the data is shortened to end inside ``--time-limit`` (see :mod:`cvae_sdk_training.clock`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .aggregate import aggregate_posterior, fit_aggregate_prior
 from .augment import augment_batch
 from .board import Board
 from .checkpoint import BEST, LAST, EpochPosition, load_checkpoint, save_checkpoint
+from .clock import Plan, RunClock, fit_plan
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from .history import alarm_from, alarms, append_metric, read_metrics, summary_line, write_metrics
 from .model import CVAE, ModelConfig
@@ -62,11 +64,12 @@ def build_model(config: TrainConfig, image_shape: tuple[int, int, int], num_clas
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a CVAE as ``config`` says and return where the run's files are."""
+    started = time.monotonic()  # the run's clock counts from here (training/clock.py)
     config, state, dataset, device = preflight(config, resume)
     # Every rank has passed the same checks on the same inputs before the first collective call.
     context = setup(device)
     try:
-        result = _train_rank(config, state, dataset, rank_device(device, context), context, progress)
+        result = _train_rank(config, state, dataset, rank_device(device, context), context, progress, started)
         wait_for_all(context)
         return result
     finally:
@@ -78,7 +81,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
 
 def _train_rank(config: TrainConfig, state: dict[str, Any] | None, dataset: Dataset, device: torch.device,
-                context: DistContext, progress: bool) -> TrainResult:
+                context: DistContext, progress: bool, started: float) -> TrainResult:
     """This rank's part of :func:`train`; nothing it builds outlives it."""
     run_dir = Path(config.out)
     if context.is_main:
@@ -88,7 +91,7 @@ def _train_rank(config: TrainConfig, state: dict[str, Any] | None, dataset: Data
     train_split, val_split = split_validation(dataset.train, config.val_fraction, config.seed)
     classifier = guard_classifier(config, dataset, train_split, val_split, run_dir) if context.is_main else None
     loop = _Loop(config, _Data.load(train_split, val_split, config, device), run_dir, context,
-                 list(dataset.class_names), classifier, state)
+                 list(dataset.class_names), classifier, state, started)
     return loop.run(progress and context.is_main)
 
 
@@ -125,7 +128,8 @@ class _Loop:
     """Epochs of training, validation and checkpoints for one run, built (and restored) in one step."""
 
     def __init__(self, config: TrainConfig, data: _Data, run_dir: Path, context: DistContext,
-                 class_names: list[str], classifier: EvalClassifier | None, state: dict[str, Any] | None) -> None:
+                 class_names: list[str], classifier: EvalClassifier | None, state: dict[str, Any] | None,
+                 started: float) -> None:
         self.config, self.data, self.run_dir, self.context = config, data, run_dir, context
         self.device = data.x.device
         self.class_names, self.classifier = class_names, classifier
@@ -136,8 +140,12 @@ class _Loop:
         self.image_values = math.prod(data.x.shape[1:])  # C * H * W: what the budgets scale by
         self.precision = config.planned_precision(self.image_values, native_bf16(self.device))  # "fp32" or "bf16"
         self.augment = config.planned_augment(data.x.shape[1])  # "shift", "flip" or "none"
-        self.total_epochs = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)
-        self.patience = config.planned_patience(self.total_epochs)
+        self.plan = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)  # before any cut
+        self.total_epochs = self.plan  # what the clock leaves of it (fit_to_time)
+        self.patience = config.planned_patience(self.plan)
+        self.clock = RunClock(config, self.image_values, started)
+        self.phase_cap: int | None = None  # the phase epochs the clock left in the plan (None: not cut)
+        self.walls: list[float] = []  # this process's ELBO epochs, in seconds of wall time
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
         self.epoch, self.best = 0, -math.inf
         self.history: list[dict[str, Any]] = []
@@ -148,6 +156,10 @@ class _Loop:
             self.optimizer.load_state_dict(state["optimizer"])
             self.generator.set_state(state["rng"])
             self.epoch, self.best = int(state["epoch"]), float(state["best_val_elbo"])
+            self.clock.restore(float(state.get("run_seconds", 0.0)))
+            if config.epochs is None:  # a plan the clock shortened stays shortened
+                self.total_epochs = int(state.get("planned_epochs", self.total_epochs))
+            self.phase_cap = state.get("phase_cap")
             self.position = EpochPosition.from_state(state["partial"]) if state.get("partial") else None
             self.history = [r for r in read_metrics(run_dir) if r["epoch"] <= self.epoch]
             if context.is_main:
@@ -159,7 +171,8 @@ class _Loop:
                 "rng": self.generator.get_state(), "epoch": self.epoch, "best_val_elbo": self.best,
                 "model_config": self.model.cfg.to_dict(), "train_config": self.config.to_dict(),
                 "class_names": self.class_names, "metrics": self.history[-1] if self.history else {},
-                "partial": position.to_state() if position is not None else None}
+                "partial": position.to_state() if position is not None else None,
+                "planned_epochs": self.total_epochs, "phase_cap": self.phase_cap, "run_seconds": self.clock.spent()}
 
     # --- loop -------------------------------------------------------------------------------------
     def run(self, progress: bool) -> TrainResult:
@@ -175,6 +188,7 @@ class _Loop:
         try:
             while self.epoch < self.total_epochs and not self.stop_early():
                 self.run_epoch(progress)
+                self.share_plan()
             if self.context.is_main:
                 self.sharpen(self.finish(), progress)
         finally:
@@ -209,6 +223,7 @@ class _Loop:
         return self.config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
     def run_epoch(self, progress: bool) -> None:
+        started = time.monotonic()
         try:
             record = self.train_epoch(progress)
         except KeyboardInterrupt:
@@ -226,6 +241,9 @@ class _Loop:
         raised = {kind for r in self.history for kind in r.get("alarms", {})}
         raising = self.epoch >= alarm_from(self.total_epochs)
         record["alarms"] = alarms(record, self.model.cfg.latent_dim) if raising else {}
+        self.walls.append(time.monotonic() - started)
+        self.fit_to_time(progress)
+        record["planned_epochs"] = self.total_epochs
         self.history.append(record)
         append_metric(self.run_dir, record)
         if self.board is not None:
@@ -239,11 +257,43 @@ class _Loop:
             save_checkpoint(self.state(), self.run_dir / BEST)
         save_checkpoint(self.state(), self.run_dir / LAST)
         if progress:  # the epochs left and the phase's, PHASE_EPOCH_COST epochs each, at this run's epoch time
-            phase = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
-            epochs_left = self.total_epochs - self.epoch + PHASE_EPOCH_COST * phase
-            left = epochs_left * float(np.mean([r["seconds"] for r in self.history]))
+            epochs_left = self.total_epochs - self.epoch + PHASE_EPOCH_COST * self.planned_phase()
+            left = epochs_left * float(np.median(self.walls))
             print(summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
                   file=sys.stderr, flush=True)
+
+    def planned_phase(self) -> int:
+        """The adversarial phase's epochs as planned now, less any the clock took (self.phase_cap)."""
+        phase = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
+        return phase if self.phase_cap is None else min(phase, self.phase_cap)
+
+    def fit_to_time(self, progress: bool) -> None:
+        """Shorten the planned epochs left, ELBO and phase alike, to what ends by the clock's deadline
+        (training/clock.py), from the median of this process's epochs after its first; lengths given stay."""
+        if len(self.walls) < 2 or math.isinf(self.clock.deadline):
+            return
+        config, elbo, phase = self.config, self.total_epochs - self.epoch, self.planned_phase()
+        mine = Plan(elbo if config.epochs is None else 0, phase if config.adversarial_epochs is None else 0)
+        fixed = Plan(elbo - mine.elbo, phase - mine.phase)
+        epoch_seconds = float(np.median(self.walls[1:]))
+        fitted = fit_plan(mine, fixed, epoch_seconds, PHASE_EPOCH_COST, self.clock.time_left())
+        if fitted == mine:
+            return
+        if progress and self.total_epochs == self.plan and self.phase_cap is None:  # said at the first cut only
+            cuts = [f"{what} from {before} to {after} epochs" for what, before, after in (
+                ("ELBO training", self.total_epochs, self.epoch + fitted.elbo),
+                ("the adversarial phase", mine.phase, fitted.phase)) if after < before]
+            print(f"note: an epoch takes {epoch_seconds:.1f} s here, so {' and '.join(cuts)} are cut to end within "
+                  f"--time-limit {config.time_limit:g} minutes with the export; --time-limit 0 runs the whole plan",
+                  file=sys.stderr, flush=True)
+        self.total_epochs -= mine.elbo - fitted.elbo
+        if config.adversarial_epochs is None:
+            self.phase_cap = fitted.phase
+
+    def share_plan(self) -> None:
+        """Every rank takes rank 0's planned epochs, which fit_to_time may have shortened."""
+        mine = float(self.total_epochs) if self.context.is_main else 0.0
+        self.total_epochs = int(all_sum(torch.tensor([mine], dtype=torch.float64), self.context)[0])
 
     def train_epoch(self, progress: bool) -> dict[str, Any]:
         n, bs = self.data.x.shape[0], self.config.batch_size
@@ -406,15 +456,18 @@ class _Loop:
 
     def sharpen(self, best: dict[str, Any], progress: bool) -> None:
         """The adversarial phase on the best checkpoint's decoder (training/adversarial.py), unless done or off;
-        it also gets the time of the planned epochs that early stopping left unrun."""
+        it also gets the time of the planned epochs that early stopping left unrun, and a planned phase ends by
+        the run's deadline (training/clock.py)."""
         epochs = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision,
                                                         unrun_epochs=self.total_epochs - self.epoch)
         if epochs == 0 or "adversarial" in best:
             return
+        timed = self.config.adversarial_epochs is None
+        first = PHASE_EPOCH_COST * float(np.median(self.walls)) if self.walls and timed else 0.0
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
                                  self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
                                  None if self.board is None else self.board.phase_epoch, self.precision,
-                                 self.augment)
+                                 self.augment, self.clock if timed else None, first)
         phase.run(progress)
         self.draw_samples()
 
