@@ -96,7 +96,12 @@ def run(name: str, work: Path, mnist: str, flags: list[str]) -> dict[str, object
 
     phase = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True).get("adversarial")
     if phase is not None:  # the adversarial phase's part of the train time, and its epochs
-        variant.update(adversarial_epochs=phase["epochs"], adversarial_seconds=round(phase["seconds"], 1))
+        variant.update(adversarial_epochs=phase["epochs"], adversarial_seconds=round(phase["seconds"], 1),
+                       adversarial_planned_epochs=phase["planned_epochs"],
+                       adversarial_time_limited=phase.get("time_limited", False))
+    plans = [r.get("planned_epochs") for r in history]
+    if plans[-1] is not None and plans[-1] != plans[0]:  # the time limit cut the plan (training/clock.py)
+        variant.update(planned_epochs=plans[0], epochs_after_cut=plans[-1])
     return {"set": name, **variant, "train_images": len(load_dataset(data).train), "train_seconds": round(train_s, 1),
             "export_seconds": round(export_s, 1), **({"export_refused": refused} if refused else {}),
             "epochs_run": len(history), "best_epoch": best["epoch"],
