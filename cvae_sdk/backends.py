@@ -70,10 +70,11 @@ BF16_STEP_COST = 0.6
 # --time-limit when not given: the minutes a run and its export may take. The budgets above count images,
 # sized on a 2-core AVX-512 CPU, where a photos epoch (32x32 colour) took a median 3.96 s; on a CPU with AVX2
 # alone it took 9.7 s and the run overran 20 minutes (benchmarks/quality.md). A plan sized from the data is shortened
-# to fit (training/clock.py), leaving EXPORT_RESERVE_S for the export, more for larger images (its square root
-# of their share of BUDGET_VALUES): measured exports took 15-62 s up to 32x32 colour and 70-90 s at 64x64.
+# to fit (training/clock.py), leaving the export EXPORT_EPOCHS of the run's median ELBO epoch, at least
+# EXPORT_RESERVE_S: exports of 10,000-image sets took 4.2-7.5 such epochs, on CPUs with and without AVX-512, from
+# 32x32 to 64x64 colour (results/own_data*.jsonl), and the small sets' took 15-62 s.
 TIME_LIMIT_MINUTES = 20.0
-EXPORT_RESERVE_S = 90.0
+EXPORT_EPOCHS, EXPORT_RESERVE_S = 8.0, 90.0
 # --likelihood auto, by image channels: grey sets (MNIST, glyphs) have near-binary pixels, for which
 # Bernoulli is the standard; colour pixels are not, and Bernoulli's fixed curvature draws them as
 # blurred means.
@@ -101,10 +102,10 @@ def budget_scale(image_values: int, precision: str = "fp32") -> float:
     return min(1.0, BUDGET_VALUES / max(1.0, cost))
 
 
-def export_reserve(image_values: int) -> float:
-    """Seconds of a time limit kept for the export of images of ``image_values`` values: EXPORT_RESERVE_S up to
-    BUDGET_VALUES, then in proportion to the square root of their size."""
-    return EXPORT_RESERVE_S * math.sqrt(max(1.0, image_values / BUDGET_VALUES))
+def export_reserve(epoch_seconds: float) -> float:
+    """Seconds of a time limit kept for the export of a run whose ELBO epochs take ``epoch_seconds``: EXPORT_EPOCHS
+    of them, at least EXPORT_RESERVE_S."""
+    return max(EXPORT_RESERVE_S, EXPORT_EPOCHS * epoch_seconds)
 
 
 def _elbo_floor(scale: float) -> int:

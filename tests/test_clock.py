@@ -12,8 +12,10 @@ from conftest import tiny_config
 from cvae_sdk_training.checkpoint import load_checkpoint
 from cvae_sdk_training.clock import Plan, fit_plan
 from cvae_sdk_training.trainer import train
+from typer.testing import CliRunner
 
-from cvae_sdk.backends import EXPORT_RESERVE_S, TrainConfig, export_reserve
+from cvae_sdk.backends import EXPORT_EPOCHS, EXPORT_RESERVE_S, TrainConfig, export_reserve
+from cvae_sdk.cli import app
 
 # A limit far below the export's reserve: the deadline has passed before the first epoch ends.
 PAST_DEADLINE = 0.001
@@ -32,9 +34,9 @@ def test_fit_plan_keeps_a_plan_that_fits_and_cuts_both_parts_in_proportion() -> 
     assert fit_plan(Plan(10, 4), Plan(0, 0), 2.0, 3.0, math.inf) == Plan(10, 4)  # no limit
 
 
-def test_the_export_reserve_grows_with_the_image() -> None:
-    assert export_reserve(28 * 28) == export_reserve(32 * 32 * 3) == EXPORT_RESERVE_S
-    assert export_reserve(64 * 64 * 3) == pytest.approx(2 * EXPORT_RESERVE_S)
+def test_the_export_reserve_counts_in_the_runs_epochs_with_a_floor() -> None:
+    assert export_reserve(0.5) == export_reserve(EXPORT_RESERVE_S / EXPORT_EPOCHS) == EXPORT_RESERVE_S
+    assert export_reserve(44.73) == pytest.approx(EXPORT_EPOCHS * 44.73)  # 64x64 colour without AVX-512
 
 
 def test_a_plan_that_cannot_fit_is_cut_and_resume_keeps_the_cut(tiny_npz: Path, tmp_path: Path,
@@ -58,6 +60,10 @@ def test_a_plan_that_cannot_fit_is_cut_and_resume_keeps_the_cut(tiny_npz: Path, 
     again = load_checkpoint(run / "last.pt")
     assert again["epoch"] == 2 and all(torch.equal(v, last["model"][k]) for k, v in again["model"].items())
     assert len(_metrics(run)) == 2
+    # two epochs draw the tiny classes at chance: export's refusal names the limit that cut the plan
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "does not draw its classes yet" in result.output
+    assert f"The time limit cut its plan from {plan} to 2 epochs" in result.output and "--time-limit" in result.output
 
 
 def test_lengths_given_are_kept_past_the_deadline(tiny_npz: Path, tmp_path: Path) -> None:

@@ -208,6 +208,7 @@ def test_a_run_that_does_not_draw_its_classes_is_refused_unless_allowed(tiny_run
 
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "does not draw its classes yet" in result.output
+    assert "Train longer (--resume --epochs)" in result.output  # its 2 epochs were given, not cut for time
     assert "--allow-low-fidelity" in result.output and list(tmp_path.iterdir()) == []
     result = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "m.onnx"),
                                       "--allow-low-fidelity"])

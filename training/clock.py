@@ -6,7 +6,8 @@ or three times as long. So a run keeps a clock: the seconds it has spent, across
 checkpoint saves them, ``adversarial.pt`` too). After each ELBO epoch it projects its end from the
 median time of this process's epochs (the first, which builds the kernels, left out): the ELBO
 epochs left, and the adversarial phase at PHASE_EPOCH_COST epochs per phase epoch. When that ends
-past the limit less the export's reserve (:func:`cvae_sdk.backends.export_reserve`), the planned
+past the limit less the export's reserve, in epochs of the same length
+(:func:`cvae_sdk.backends.export_reserve`), the planned
 lengths are shortened in the same proportion (:func:`fit_plan`). The shortened ELBO plan is saved in
 the checkpoint, so ``--resume`` continues it; the phase checks the clock itself before each of its
 epochs (:meth:`RunClock.time_left`). A length the user gave (``--epochs``, ``--adversarial-epochs``)
@@ -19,17 +20,18 @@ import math
 import time
 from typing import NamedTuple
 
-from cvae_sdk.backends import TrainConfig, export_reserve
+from cvae_sdk.backends import EXPORT_RESERVE_S, TrainConfig
 
 
 class RunClock:
     """Seconds a run has spent, those of the processes before this one included, against its deadline: the
-    time limit less the export's reserve (infinite without a limit)."""
+    time limit (infinite without one) less ``reserve``, the export's share, which the trainer sets from its
+    epochs' length."""
 
-    def __init__(self, config: TrainConfig, image_values: int, started: float) -> None:
+    def __init__(self, config: TrainConfig, started: float) -> None:
         """``started``: this process's ``time.monotonic()`` when the run began."""
-        limited = config.time_limit > 0
-        self.deadline = 60.0 * config.time_limit - export_reserve(image_values) if limited else math.inf
+        self.limit = 60.0 * config.time_limit if config.time_limit > 0 else math.inf
+        self.reserve = EXPORT_RESERVE_S
         self.before, self.started = 0.0, started
 
     def restore(self, before: float) -> None:
@@ -41,7 +43,7 @@ class RunClock:
 
     def time_left(self) -> float:
         """Seconds until the deadline (negative past it; infinite without a limit)."""
-        return self.deadline - self.spent()
+        return self.limit - self.reserve - self.spent()
 
 
 class Plan(NamedTuple):

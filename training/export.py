@@ -157,7 +157,7 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
         choice = _choose_contrast(model, state, chosen_prior, classifier, temps or temperature or 1.0, seed)
         contrast = choice.contrast if choice is not None else 1.0
     if classifier is not None and not allow_low_fidelity:
-        _check_fidelity(calibration, choice, classifier, model.cfg.num_classes)
+        _check_fidelity(calibration, choice, classifier, model.cfg.num_classes, state)
     path_module = GenerativePath(model.decoder, contrast).eval()  # as trained: the parity reference
     folded = fold_contrast(copy.deepcopy(exported_decoder(model)), contrast, model.cfg.latent_dim,
                            model.cfg.num_classes)
@@ -182,8 +182,9 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
 
 
 def _check_fidelity(calibration: Calibration | None, choice: ContrastChoice | None, classifier: EvalClassifier,
-                    k: int) -> None:
-    """Refuse a model whose samples the run's classifier does not recognise: it draws grey blobs."""
+                    k: int, state: dict[str, Any]) -> None:
+    """Refuse a model whose samples the run's classifier does not recognise: it draws grey blobs. The message
+    names the time limit when it cut the run's plan (``state``: the checkpoint; training/clock.py)."""
     if calibration is not None:
         fidelity = float(np.mean(calibration.fidelity))
     elif choice is not None:
@@ -192,10 +193,14 @@ def _check_fidelity(calibration: Calibration | None, choice: ContrastChoice | No
         return
     real = float(np.mean(classifier.class_accuracy(k)))
     if fidelity < MIN_FIDELITY_SHARE * real:
+        planned, uncut = state.get("planned_epochs"), state.get("uncut_epochs")
+        longer = (f"The time limit cut its plan from {uncut} to {planned} epochs: train again with a larger "
+                  "--time-limit (0: none)" if planned is not None and uncut is not None and planned < uncut
+                  else "Train longer (--resume --epochs)")
         raise ExportCheckError(
             f"the run's classifier recognises the requested label in only {fidelity:.0%} of its samples (and "
-            f"{real:.0%} of real images): the model does not draw its classes yet. Train longer (--resume "
-            "--epochs), check the labels, or export anyway with --allow-low-fidelity")
+            f"{real:.0%} of real images): the model does not draw its classes yet. {longer}, check the labels, "
+            "or export anyway with --allow-low-fidelity")
 
 
 def _choose_contrast(model: CVAE, state: dict[str, Any], prior: Prior, classifier: EvalClassifier | None,

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from cvae_sdk.backends import CODE_BUDGET, PHASE_EPOCH_COST, TrainConfig, TrainingDiverged, TrainResult
+from cvae_sdk.backends import CODE_BUDGET, PHASE_EPOCH_COST, TrainConfig, TrainingDiverged, TrainResult, export_reserve
 from cvae_sdk.data import Dataset, LabeledImages
 from cvae_sdk.images import make_image_grid, write_png
 from cvae_sdk.progress import progress_bar
@@ -143,7 +143,7 @@ class _Loop:
         self.plan = config.planned_epochs(data.x.shape[0], self.image_values, self.precision)  # before any cut
         self.total_epochs = self.plan  # what the clock leaves of it (fit_to_time)
         self.patience = config.planned_patience(self.plan)
-        self.clock = RunClock(config, self.image_values, started)
+        self.clock = RunClock(config, started)
         self.phase_cap: int | None = None  # the phase epochs the clock left in the plan (None: not cut)
         self.walls: list[float] = []  # this process's ELBO epochs, in seconds of wall time
         self.interrupted = False  # set by SIGINT; honoured between optimiser steps
@@ -172,7 +172,8 @@ class _Loop:
                 "model_config": self.model.cfg.to_dict(), "train_config": self.config.to_dict(),
                 "class_names": self.class_names, "metrics": self.history[-1] if self.history else {},
                 "partial": position.to_state() if position is not None else None,
-                "planned_epochs": self.total_epochs, "phase_cap": self.phase_cap, "run_seconds": self.clock.spent()}
+                "planned_epochs": self.total_epochs, "uncut_epochs": self.plan, "phase_cap": self.phase_cap,
+                "run_seconds": self.clock.spent()}
 
     # --- loop -------------------------------------------------------------------------------------
     def run(self, progress: bool) -> TrainResult:
@@ -270,12 +271,13 @@ class _Loop:
     def fit_to_time(self, progress: bool) -> None:
         """Shorten the planned epochs left, ELBO and phase alike, to what ends by the clock's deadline
         (training/clock.py), from the median of this process's epochs after its first; lengths given stay."""
-        if len(self.walls) < 2 or math.isinf(self.clock.deadline):
+        if len(self.walls) < 2 or math.isinf(self.clock.limit):
             return
         config, elbo, phase = self.config, self.total_epochs - self.epoch, self.planned_phase()
         mine = Plan(elbo if config.epochs is None else 0, phase if config.adversarial_epochs is None else 0)
         fixed = Plan(elbo - mine.elbo, phase - mine.phase)
         epoch_seconds = float(np.median(self.walls[1:]))
+        self.clock.reserve = export_reserve(epoch_seconds)
         fitted = fit_plan(mine, fixed, epoch_seconds, PHASE_EPOCH_COST, self.clock.time_left())
         if fitted == mine:
             return
