@@ -259,7 +259,7 @@ class _Loop:
         save_checkpoint(self.state(), self.run_dir / LAST)
         if progress:  # the epochs left and the phase's, PHASE_EPOCH_COST epochs each, at this run's epoch time
             epochs_left = self.total_epochs - self.epoch + PHASE_EPOCH_COST * self.planned_phase()
-            left = epochs_left * float(np.median(self.walls))
+            left = epochs_left * self.epoch_seconds()
             print(summary_line(record, self.total_epochs, self.model.cfg.latent_dim, improved, left),
                   file=sys.stderr, flush=True)
 
@@ -268,15 +268,21 @@ class _Loop:
         phase = self.config.planned_adversarial_epochs(self.data.x.shape[0], self.image_values, self.precision)
         return phase if self.phase_cap is None else min(phase, self.phase_cap)
 
+    def epoch_seconds(self) -> float:
+        """An ELBO epoch's length here: the median of this process's epochs, the first (which builds the kernels)
+        left out once there are others. Needs one epoch run."""
+        return float(np.median(self.walls[1:] if len(self.walls) > 1 else self.walls))
+
     def fit_to_time(self, progress: bool) -> None:
         """Shorten the planned epochs left, ELBO and phase alike, to what ends by the clock's deadline
-        (training/clock.py), from the median of this process's epochs after its first; lengths given stay."""
+        (training/clock.py) at this process's epoch length (epoch_seconds), from its second epoch; lengths given
+        stay."""
         if len(self.walls) < 2 or math.isinf(self.clock.limit):
             return
         config, elbo, phase = self.config, self.total_epochs - self.epoch, self.planned_phase()
         mine = Plan(elbo if config.epochs is None else 0, phase if config.adversarial_epochs is None else 0)
         fixed = Plan(elbo - mine.elbo, phase - mine.phase)
-        epoch_seconds = float(np.median(self.walls[1:]))
+        epoch_seconds = self.epoch_seconds()
         self.clock.reserve = export_reserve(epoch_seconds)
         fitted = fit_plan(mine, fixed, epoch_seconds, PHASE_EPOCH_COST, self.clock.time_left())
         if fitted == mine:
@@ -465,7 +471,7 @@ class _Loop:
         if epochs == 0 or "adversarial" in best:
             return
         timed = self.config.adversarial_epochs is None
-        first = PHASE_EPOCH_COST * float(np.median(self.walls)) if self.walls and timed else 0.0
+        first = PHASE_EPOCH_COST * self.epoch_seconds() if self.walls and timed else 0.0
         phase = AdversarialPhase(self.model, best, self.data.x, self.data.y, epochs, self.config.adversarial_weight,
                                  self.config.seed, self.run_dir, self.sample_health, lambda: self.interrupted,
                                  None if self.board is None else self.board.phase_epoch, self.precision,
