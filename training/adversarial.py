@@ -53,7 +53,7 @@ from .checkpoint import BEST, EpochPosition, load_checkpoint, save_checkpoint
 from .clock import RunClock
 from .export import choose_prior
 from .model import CVAE
-from .precision import autocast
+from .precision import adam, autocast
 
 PHASE_FILE = "adversarial.pt"
 PHASE_VERSION = 2             # the discriminator's form in adversarial.pt: 1 had spectral normalisation
@@ -164,8 +164,8 @@ class AdversarialPhase:
             self.disc = PatchDiscriminator(x.shape[1], model.cfg.num_classes, DISC_WIDTH).to(self.device)
         self.decoder = list(model.decoder.parameters())
         self.last = [p for p in self.decoder if p.dim() >= 2][-1]      # the decoder's last layer's weights
-        self.opt_g = torch.optim.Adam(self.decoder, lr=LR, betas=BETAS)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=LR, betas=BETAS)
+        self.opt_g = adam(self.decoder, LR, BETAS)
+        self.opt_d = adam(self.disc.parameters(), LR, BETAS)
         self.generator = torch.Generator().manual_seed(seed + SEED_OFFSET)
         self.ema = [p.detach().clone() for p in self.decoder] if EMA_DECAY > 0 else None
         self.epoch = 0

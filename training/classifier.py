@@ -23,6 +23,7 @@ from cvae_sdk.progress import progress_bar
 from cvae_sdk.quality import CLASSIFIER_KEY, dataset_fingerprint
 
 from .onnx_export import export_module
+from .precision import adam
 from .splits import split_validation
 
 
@@ -113,7 +114,7 @@ def fit_classifier(cfg: ClassifierConfig, train_split: LabeledImages, *, epochs:
 
 def _fit(model: Classifier, train_split: LabeledImages, epochs: int, batch_size: int, lr: float, seed: int,
          progress: bool) -> Classifier:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr)
     generator = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(train_split.images), torch.from_numpy(train_split.labels)
     steps = math.ceil(len(train_split) / batch_size)

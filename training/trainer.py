@@ -37,7 +37,7 @@ from .clock import Plan, RunClock, fit_plan
 from .distributed import DistContext, all_sum, rank_device, rank_slice, setup, teardown, wait_for_all
 from .history import alarm_from, alarms, append_metric, read_metrics, summary_line, write_metrics
 from .model import CVAE, ModelConfig
-from .precision import autocast, native_bf16
+from .precision import adam, autocast, native_bf16
 from .preflight import guard_classifier, preflight
 from .splits import split_validation
 
@@ -134,7 +134,7 @@ class _Loop:
         self.device = data.x.device
         self.class_names, self.classifier = class_names, classifier
         self.model = build_model(config, tuple(data.x.shape[1:]), len(class_names)).to(self.device)  # type: ignore[arg-type]
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
+        self.optimizer = adam([p for p in self.model.parameters() if p.requires_grad], config.lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.net: torch.nn.Module = self.model  # what the training step calls: the model, or its DDP wrapper
         self.image_values = math.prod(data.x.shape[1:])  # C * H * W: what the budgets scale by
