@@ -49,7 +49,7 @@ def choose_contrast(logits: np.ndarray, labels: np.ndarray, real: LabeledImages,
     real_labels = real.labels[pool]
     frechet, fidelity = {}, {}
     for contrast in CONTRASTS:
-        images = (1.0 / (1.0 + np.exp(-contrast * logits.astype(np.float64)))).astype(np.float32)
+        images = 0.5 + 0.5 * np.tanh(np.float32(0.5 * contrast) * logits, dtype=np.float32)  # sigmoid, in float32
         predicted, features = classifier.predict(images)
         fidelity[contrast] = float((predicted == labels).mean())
         frechet[contrast] = float(np.mean([frechet_distance(features[labels == c], real_features[real_labels == c])

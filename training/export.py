@@ -147,19 +147,22 @@ def export_generator(source: Path, out: Path, *, prior: str = "auto", temperatur
     seed = int(state["train_config"].get("seed", 0))
     classifier = run_classifier(Path(source), model.cfg.num_classes)
     calibration = None
+    # Calibration and the contrast choice decode with the decoder as the file will hold it: the same function, and at
+    # 64x64 colour the export took 170.2 s instead of 215.2 s, the same bytes written (results/export_time.jsonl).
+    decoder = exported_decoder(model).eval()
     if temperature is None and classifier is not None:
-        decode = torch_decoder(GenerativePath(model.decoder).eval())
+        decode = torch_decoder(GenerativePath(decoder).eval())
         chosen_prior, dropped = prune_misread(decode, chosen_prior, classifier, seed=seed)
         calibration = replace(calibrate_temperatures(decode, chosen_prior, classifier, seed=seed), dropped=dropped)
     temps = calibration.temperatures if calibration is not None else None
     choice = None
     if contrast is None:
-        choice = _choose_contrast(model, state, chosen_prior, classifier, temps or temperature or 1.0, seed)
+        choice = _choose_contrast(model, decoder, state, chosen_prior, classifier, temps or temperature or 1.0, seed)
         contrast = choice.contrast if choice is not None else 1.0
     if classifier is not None and not allow_low_fidelity:
         _check_fidelity(calibration, choice, classifier, model.cfg.num_classes, state)
     path_module = GenerativePath(model.decoder, contrast).eval()  # as trained: the parity reference
-    folded = fold_contrast(copy.deepcopy(exported_decoder(model)), contrast, model.cfg.latent_dim,
+    folded = fold_contrast(copy.deepcopy(decoder), contrast, model.cfg.latent_dim,
                            model.cfg.num_classes)
     written = GenerativePath(folded).eval()  # what the file holds
     class_names = tuple(state.get("class_names") or [str(i) for i in range(model.cfg.num_classes)])
@@ -203,9 +206,11 @@ def _check_fidelity(calibration: Calibration | None, choice: ContrastChoice | No
             "or export anyway with --allow-low-fidelity")
 
 
-def _choose_contrast(model: CVAE, state: dict[str, Any], prior: Prior, classifier: EvalClassifier | None,
-                     temperature: float | tuple[float, ...], seed: int) -> ContrastChoice | None:
-    """The output contrast for this run (None: no classifier, or its training images are not here)."""
+def _choose_contrast(model: CVAE, decoder: nn.Module, state: dict[str, Any], prior: Prior,
+                     classifier: EvalClassifier | None, temperature: float | tuple[float, ...],
+                     seed: int) -> ContrastChoice | None:
+    """The output contrast for ``model``, whose ``decoder`` draws the samples (None: no classifier, or its
+    training images are not here)."""
     if classifier is None:
         return None
     try:
@@ -218,7 +223,7 @@ def _choose_contrast(model: CVAE, state: dict[str, Any], prior: Prior, classifie
     labels = np.repeat(np.arange(k), SAMPLES_PER_CLASS)                                     # (K*S,)
     temps = np.asarray(temperature, dtype=np.float64)
     z = prior_latents(prior, labels, calibration_key(seed), 0, temps if temps.ndim else float(temps))
-    logits = torch_decoder(model.decoder.eval())(z, np.eye(k, dtype=np.float32)[labels])   # (K*S, C, H, W)
+    logits = torch_decoder(decoder)(z, np.eye(k, dtype=np.float32)[labels])                # (K*S, C, H, W)
     return choose_contrast(logits, labels, real, classifier, seed=seed)
 
 
